@@ -1,0 +1,61 @@
+"""The loader contract: one file on disk -> a list of documents with metadata.
+
+Metadata keys a loader may set (all optional):
+    page     1-based PDF page or PowerPoint slide number
+    sheet    spreadsheet sheet name
+    row      1-based row number as a spreadsheet shows it (the header row is row 1);
+             for JSON Lines the 1-based line number
+    markup   "markdown" when the text is Markdown (the splitter then splits on headers)
+    ocr      True when the text was read from an image
+    title    a section or chapter title known from the file's structure
+The ingest pipeline adds ``source`` (path relative to the KB's content folder) and ``loader``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from langchain_core.documents import Document
+
+from kb_server.settings import DocumentSettings
+
+
+class OcrReader(Protocol):
+    """Reads the text in one image; lines in reading order joined by newlines."""
+
+    def read_image(self, image: bytes | Path) -> str: ...
+
+
+@dataclass(frozen=True)
+class LoaderContext:
+    """What loaders share: document settings and the process's OCR reader (None = OCR off)."""
+
+    documents: DocumentSettings
+    ocr: OcrReader | None = None
+
+
+class Loader(Protocol):
+    name: ClassVar[str]
+    suffixes: ClassVar[frozenset[str]]
+
+    def __init__(self, context: LoaderContext) -> None: ...
+
+    def load(self, path: Path) -> list[Document]: ...
+
+
+def render_row(headers: Sequence[str], cells: Sequence[object]) -> str:
+    """One table row as text that reads on its own: ``列名: 值; 列名: 值``.
+
+    Empty cells are left out; a missing or blank header becomes ``列N`` (1-based).
+    """
+    parts = []
+    for index, cell in enumerate(cells):
+        value = "" if cell is None else str(cell).strip()
+        if not value:
+            continue
+        header = headers[index].strip() if index < len(headers) and headers[index] else ""
+        parts.append(f"{header or f'列{index + 1}'}: {value}")
+    return "; ".join(parts)

@@ -1,0 +1,62 @@
+"""Errors raised by kb_server services.
+
+Each error carries a stable ``code`` (for programs) and a readable message (for people).
+The HTTP layer maps ``http_status`` onto the response; the CLI prints the message and exits
+non-zero. Nothing here depends on FastAPI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class KbError(Exception):
+    """Base class for every error a user can cause or fix."""
+
+    code = "kb_error"
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnsupportedFileTypeError(KbError):
+    code = "unsupported_file_type"
+    http_status = 415
+
+    def __init__(self, suffix: str, supported: Iterable[str]) -> None:
+        shown = suffix or "(no extension)"
+        supported_list = ", ".join(sorted(supported))
+        super().__init__(f"Unsupported file type {shown!r}. Supported types: {supported_list}")
+        self.suffix = suffix
+        self.supported = sorted(supported)
+
+
+class DocumentLoadError(KbError):
+    """A file of a supported type that cannot be read: corrupt, encrypted, wrong content."""
+
+    code = "document_unreadable"
+    http_status = 422
+
+    def __init__(self, file_name: str, reason: str) -> None:
+        super().__init__(f"Cannot read {file_name!r}: {reason}")
+        self.file_name = file_name
+        self.reason = reason
+
+
+class OcrUnavailableError(KbError):
+    code = "ocr_unavailable"
+    http_status = 503
+
+
+class EmbeddingModelUnavailableError(KbError):
+    """No embedding model could be found or loaded, nor its fallback where one is set."""
+
+    code = "embedding_model_unavailable"
+    http_status = 503
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(f"Embedding model {model!r} is unavailable: {reason}")
+        self.model = model
+        self.reason = reason

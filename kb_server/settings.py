@@ -1,0 +1,141 @@
+"""Typed settings: defaults < configs/settings.yaml < environment variables (``KB_`` prefix).
+
+Nested fields use ``__`` in environment variables, e.g. ``KB_SPLITTER__CHUNK_SIZE=400``.
+Settings are loaded once by an entry point (CLI, API factory) and passed down; nothing in the
+package reads them at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "configs" / "settings.yaml"
+CONFIG_FILE_ENV = "KB_CONFIG_FILE"
+
+
+class SplitterSettings(BaseModel):
+    """How documents become chunks; a knowledge base or an upload may override these."""
+
+    chunk_size: int = Field(250, ge=20, le=20_000)
+    chunk_overlap: int = Field(50, ge=0)
+    zh_title_enhance: bool = False
+    title_max_chars: int = Field(30, ge=4, le=200)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> SplitterSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+        return self
+
+
+class OcrSettings(BaseModel):
+    # frozen: one OCR engine is cached per distinct configuration
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    det_limit_type: Literal["max", "min"] = "max"
+    det_limit_side_len: int = Field(960, ge=32)
+    threads: int = Field(1, ge=1)
+    min_image_side_px: int = Field(32, ge=1)
+
+
+class DocumentSettings(BaseModel):
+    pdf_min_text_chars: int = Field(20, ge=0)
+    extra_suffixes: dict[str, str] = Field(default_factory=dict)
+
+
+class EmbeddingModelSettings(BaseModel):
+    """Per-model options, keyed by model name under ``embedding.models``."""
+
+    # A local directory holding the model; tried before MODEL_ROOT, the hub cache and the hub.
+    path: Path | None = None
+    # Prefix for queries (not documents). None: the model family's default (BGE zh models
+    # have one); "" turns it off.
+    query_instruction: str | None = None
+
+
+class EmbeddingSettings(BaseModel):
+    model: str = "BAAI/bge-small-zh-v1.5"
+    # Loaded, with a loud warning, when ``model`` cannot be found offline. None: fail instead.
+    fallback_model: str | None = "sentence-transformers/all-MiniLM-L6-v2"
+    # Folder searched for <model name> and <last part of the hub id> sub-folders.
+    model_root: Path | None = None
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    batch_size: int = Field(32, ge=1, le=4096)
+    # torch threads on CPU; 0 leaves torch's own default.
+    cpu_threads: int = Field(0, ge=0)
+    models: dict[str, EmbeddingModelSettings] = Field(default_factory=dict)
+
+
+class VectorStoreSettings(BaseModel):
+    # The store new knowledge bases use; each KB records its own.
+    default_type: Literal["faiss"] = "faiss"
+    # How many KB indexes one process keeps loaded.
+    cache_size: int = Field(8, ge=1)
+    # FAISS threads; more than the free cores makes searches slower.
+    faiss_threads: int = Field(1, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KB_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    kb_root: Path = PROJECT_ROOT / "knowledge_base"
+    default_kb: str = "samples"
+    splitter: SplitterSettings = Field(default_factory=SplitterSettings)
+    documents: DocumentSettings = Field(default_factory=DocumentSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    vector_store: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
+    # Any SQLAlchemy URL; None: a SQLite file ``info.db`` under kb_root.
+    database_url: str | None = None
+
+    @field_validator("kb_root")
+    @classmethod
+    def _kb_root_from_project_root(cls, value: Path) -> Path:
+        return value if value.is_absolute() else (PROJECT_ROOT / value).resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() passes the YAML file's values as init arguments; the environment
+        # must win over them, so it comes first.
+        return env_settings, init_settings
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``config_file`` (default: $KB_CONFIG_FILE or configs/settings.yaml).
+
+    ``overrides`` replace top-level fields after the environment has been applied; tests and
+    CLI flags use them.
+    """
+    path = config_file or Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+    values: dict[str, Any] = {}
+    if path.is_file():
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path} must hold a mapping of settings, not {type(loaded).__name__}")
+        values = loaded or {}
+    elif config_file is not None:
+        raise FileNotFoundError(f"settings file not found: {path}")
+    settings = Settings(**values)
+    if overrides:
+        settings = Settings.model_validate({**settings.model_dump(), **overrides})
+    return settings

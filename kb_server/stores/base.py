@@ -1,0 +1,48 @@
+"""The vector store contract: int64 ids and vectors, nothing else.
+
+Chunk text and metadata live in the database; a store only answers "which ids are nearest".
+Scores are cosine similarities in [-1, 1] (inner products of normalized vectors), higher is
+better, for every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: int
+    score: float
+
+
+class VectorStore(Protocol):
+    @property
+    def dimension(self) -> int: ...
+
+    def add(self, ids: Sequence[int], vectors: NDArray[np.float32]) -> None:
+        """Add vectors under ids; an id already present is replaced."""
+        ...
+
+    def delete(self, ids: Collection[int]) -> int:
+        """Remove ids (absent ones are ignored); returns how many were removed."""
+        ...
+
+    def search(
+        self, vector: NDArray[np.float32], k: int, *, allowed_ids: Collection[int] | None = None
+    ) -> list[Hit]:
+        """The k nearest ids, best first; ``allowed_ids`` restricts the candidates."""
+        ...
+
+    def count(self) -> int: ...
+
+    def ids(self) -> set[int]: ...
+
+    def save(self) -> None:
+        """Persist atomically: a reader sees the old state or the new one, never half."""
+        ...

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from kb_server.documents.base import OcrReader
+from kb_server.documents.ocr import (
+    TextBox,
+    UnreadableImageError,
+    get_ocr_reader,
+    reading_order_text,
+    to_rgb,
+)
+from kb_server.settings import OcrSettings
+from tests.unit.documents.rendering import image_bytes, render_text_image
+
+LINES = ["知识库问答系统", "Offline RAG 2024"]
+
+
+def test_reads_chinese_and_english_lines_in_order(
+    ocr_reader: OcrReader, cjk_font_path: Path
+) -> None:
+    png = image_bytes(render_text_image(LINES, cjk_font_path), "PNG")
+
+    assert ocr_reader.read_image(png).splitlines() == LINES
+
+
+def test_reads_jpeg_from_a_path(ocr_reader: OcrReader, cjk_font_path: Path, tmp_path: Path) -> None:
+    path = tmp_path / "scan.jpg"
+    render_text_image(["扫描文件"], cjk_font_path).save(path, quality=90)
+
+    assert ocr_reader.read_image(path) == "扫描文件"
+
+
+def test_reads_dark_text_on_a_transparent_background(
+    ocr_reader: OcrReader, cjk_font_path: Path
+) -> None:
+    image = render_text_image(["透明背景"], cjk_font_path, mode="RGBA", background=(0, 0, 0, 0))
+
+    assert ocr_reader.read_image(image_bytes(image, "PNG")) == "透明背景"
+
+
+def test_one_reader_serves_several_threads(ocr_reader: OcrReader, cjk_font_path: Path) -> None:
+    words = ["第一张", "第二张", "第三张", "第四张"]
+    images = [image_bytes(render_text_image([word], cjk_font_path), "PNG") for word in words]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        texts = list(pool.map(ocr_reader.read_image, images))
+
+    assert texts == words
+
+
+def test_image_below_minimum_side_gives_empty_text(ocr_reader: OcrReader) -> None:
+    thin_rule = Image.new("L", (400, 20), 0)
+
+    assert ocr_reader.read_image(image_bytes(thin_rule, "PNG")) == ""
+
+
+def test_image_without_text_gives_empty_text(ocr_reader: OcrReader) -> None:
+    assert ocr_reader.read_image(image_bytes(Image.new("RGB", (200, 200), "white"), "PNG")) == ""
+
+
+@pytest.mark.parametrize("data", [b"", b"definitely not an image", b"\x89PNG\r\n\x1a\n\x00\x00"])
+def test_undecodable_bytes_raise_unreadable_image_error(ocr_reader: OcrReader, data: bytes) -> None:
+    with pytest.raises(UnreadableImageError):
+        ocr_reader.read_image(data)
+
+
+def test_unreadable_image_error_is_a_value_error() -> None:
+    assert issubclass(UnreadableImageError, ValueError)
+
+
+def test_lines_are_grouped_by_vertical_overlap_and_read_left_to_right() -> None:
+    boxes = [
+        TextBox("第二行", left=10, top=60, bottom=90),
+        TextBox("2024", left=200, top=12, bottom=38),
+        TextBox("RAG", left=120, top=10, bottom=40),
+        TextBox("版本", left=300, top=11, bottom=39),
+        TextBox("结尾", left=150, top=62, bottom=88),
+    ]
+
+    assert reading_order_text(boxes) == "RAG 2024版本\n第二行结尾"
+
+
+def test_no_boxes_give_empty_text() -> None:
+    assert reading_order_text([]) == ""
+
+
+@pytest.mark.parametrize(
+    ("image", "expected_corner"),
+    [
+        (Image.new("RGBA", (4, 4), (0, 0, 0, 0)), (255, 255, 255)),
+        (Image.new("LA", (4, 4), (0, 0)), (255, 255, 255)),
+        (Image.new("CMYK", (4, 4), (0, 0, 0, 255)), (0, 0, 0)),
+        (Image.new("I;16", (4, 4), 65535), (255, 255, 255)),
+        (Image.new("P", (4, 4), 0), (0, 0, 0)),
+    ],
+)
+def test_images_are_converted_to_8bit_rgb(
+    image: Image.Image, expected_corner: tuple[int, int, int]
+) -> None:
+    converted = to_rgb(image)
+
+    assert converted.mode == "RGB"
+    assert converted.getpixel((0, 0)) == expected_corner
+
+
+def test_one_reader_per_distinct_settings() -> None:
+    assert get_ocr_reader(OcrSettings()) is get_ocr_reader(OcrSettings())
+    assert get_ocr_reader(OcrSettings(threads=2)) is not get_ocr_reader(OcrSettings())
+
+
+def test_missing_rapidocr_raises_ocr_unavailable() -> None:
+    # A child process where the optional package cannot be imported, as when the extra is absent.
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["rapidocr_onnxruntime"] = None
+        from kb_server.documents.ocr import get_ocr_reader
+        from kb_server.errors import OcrUnavailableError
+        from kb_server.settings import OcrSettings
+        try:
+            get_ocr_reader(OcrSettings())
+        except OcrUnavailableError as exc:
+            sys.exit(0 if exc.code == "ocr_unavailable" and "[ocr]" in exc.message else 2)
+        sys.exit(1)
+        """
+    )
+    root = Path(__file__).resolve().parents[3]
+
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=False
+    )
+
+    assert completed.returncode == 0, completed.stderr
