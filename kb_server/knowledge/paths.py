@@ -1,0 +1,105 @@
+"""Names users supply, checked before they touch the disk; every path stays under the KB root.
+
+Layout under the KB root:
+    <kb>/content/<file name>              uploaded files (sub-folders allowed)
+    <kb>/vector_store/<model folder>/     one index per embedding model
+    .locks/<kb>.lock                      cross-process write lock of a KB
+    info.db                               default metadata database
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path, PurePosixPath
+
+from kb_server.errors import KbError
+
+KB_NAME_MAX_CHARS = 64
+FILE_NAME_MAX_CHARS = 255
+FILE_PATH_MAX_CHARS = 512
+# Letters of any script (Chinese included), digits, and - _ . inside the name.
+_KB_NAME_PATTERN = re.compile(r"^[^\W_][\w.\-]*$")
+_FORBIDDEN_IN_FILE_NAMES = set('\\:*?"<>|\0')
+_MODEL_FOLDER_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class InvalidNameError(KbError):
+    code = "invalid_name"
+    http_status = 422
+
+
+def validate_kb_name(name: str) -> str:
+    """The normalized KB name, or InvalidNameError saying what is wrong."""
+    normalized = unicodedata.normalize("NFC", name).strip()
+    if not normalized:
+        raise InvalidNameError("knowledge base name is empty")
+    if len(normalized) > KB_NAME_MAX_CHARS:
+        raise InvalidNameError(f"knowledge base name is longer than {KB_NAME_MAX_CHARS} characters")
+    if ".." in normalized or not _KB_NAME_PATTERN.match(normalized):
+        raise InvalidNameError(
+            f"invalid knowledge base name {name!r}: use letters (Chinese included), digits, "
+            "'-', '_' or '.', starting with a letter or digit"
+        )
+    return normalized
+
+
+def validate_file_name(name: str) -> str:
+    """A file name relative to a KB's content folder, normalized to NFC and forward slashes.
+
+    Sub-folders are allowed; absolute paths, '..', empty parts, drive letters, control and
+    shell-special characters are not.
+    """
+    normalized = unicodedata.normalize("NFC", name).strip().replace("\\", "/")
+    if not normalized:
+        raise InvalidNameError("file name is empty")
+    if len(normalized) > FILE_PATH_MAX_CHARS:
+        raise InvalidNameError(f"file path is longer than {FILE_PATH_MAX_CHARS} characters")
+    if normalized.startswith("/"):
+        raise InvalidNameError(f"file name {name!r} must be relative, not absolute")
+    parts = PurePosixPath(normalized).parts
+    for part in parts:
+        if part in ("", ".", "..") or part.startswith("."):
+            raise InvalidNameError(f"file name {name!r} has a forbidden part {part!r}")
+        if len(part) > FILE_NAME_MAX_CHARS:
+            raise InvalidNameError(f"a part of {name!r} is longer than {FILE_NAME_MAX_CHARS}")
+        if any(ch in _FORBIDDEN_IN_FILE_NAMES or ord(ch) < 32 for ch in part):
+            raise InvalidNameError(f"file name {name!r} contains a forbidden character")
+    return "/".join(parts)
+
+
+def model_folder_name(model: str) -> str:
+    """Folder name of a model: 'BAAI/bge-small-zh-v1.5' -> 'BAAI--bge-small-zh-v1.5'."""
+    return _MODEL_FOLDER_UNSAFE.sub("_", model.replace("/", "--")).strip(".") or "model"
+
+
+def ensure_under(root: Path, path: Path) -> Path:
+    """``path`` resolved, or InvalidNameError when it would leave ``root`` (symlinks included)."""
+    resolved_root = root.resolve()
+    resolved = path.resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise InvalidNameError(f"path {path} leaves {root}")
+    return resolved
+
+
+class KbPaths:
+    """Where one knowledge base keeps its files, every path checked to stay under the root."""
+
+    def __init__(self, kb_root: Path, kb_name: str) -> None:
+        self.kb_root = kb_root
+        self.name = validate_kb_name(kb_name)
+        self.root = ensure_under(kb_root, kb_root / self.name)
+
+    @property
+    def content(self) -> Path:
+        return self.root / "content"
+
+    def vector_store(self, embed_model: str) -> Path:
+        return self.root / "vector_store" / model_folder_name(embed_model)
+
+    def content_file(self, file_name: str) -> Path:
+        relative = validate_file_name(file_name)
+        return ensure_under(self.content, self.content / relative)
+
+    def lock_file(self) -> Path:
+        return self.kb_root / ".locks" / f"{self.name}.lock"

@@ -1,0 +1,385 @@
+"""KnowledgeBaseService: the only code that changes a knowledge base.
+
+The API, the CLI and the UI call this and nothing below it. Writes to one KB are serialized by
+a lock that holds across processes; reads take no lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from kb_server.chunking import DocumentPipeline
+from kb_server.db.engine import Database
+from kb_server.db.models import ChunkRow, KnowledgeBase, KnowledgeFile
+from kb_server.embedding import EmbeddingModelUnavailableError, get_embedder
+from kb_server.embedding.base import Embedder
+from kb_server.knowledge.ingest import KbWriter, splitter_of
+from kb_server.knowledge.locks import KbLocks
+from kb_server.knowledge.paths import KbPaths, validate_file_name
+from kb_server.knowledge.types import (
+    ChunkInfo,
+    ChunkNotFoundError,
+    FileInfo,
+    IngestProgress,
+    IngestReport,
+    KbExistsError,
+    KbFileExistsError,
+    KbFileNotFoundError,
+    KbInfo,
+    KbNotFoundError,
+    NoProgress,
+    SearchHit,
+)
+from kb_server.settings import Settings, SplitterSettings
+from kb_server.stores.base import VectorStore
+from kb_server.stores.cache import VectorStoreCache
+from kb_server.stores.registry import open_vector_store
+
+EmbedderProvider = Callable[[str], Embedder]
+
+
+def kb_splitter(row: KnowledgeBase) -> SplitterSettings:
+    return SplitterSettings(
+        chunk_size=row.chunk_size,
+        chunk_overlap=row.chunk_overlap,
+        zh_title_enhance=row.zh_title_enhance,
+    )
+
+
+class KnowledgeBaseService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database | None = None,
+        embedder_provider: EmbedderProvider | None = None,
+        store_cache: VectorStoreCache | None = None,
+        locks: KbLocks | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db or Database.from_settings(settings)
+        self.db.create_tables()
+        self.embedder_provider = embedder_provider or (
+            lambda model: get_embedder(settings.embedding, model)
+        )
+        self.stores = store_cache or VectorStoreCache(
+            settings.vector_store.cache_size,
+            functools.partial(open_vector_store, settings=settings.vector_store),
+        )
+        self.locks = locks or KbLocks()
+        self._pipeline: DocumentPipeline | None = None
+        self._pipeline_guard = threading.Lock()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def pipeline(self) -> DocumentPipeline:
+        with self._pipeline_guard:
+            if self._pipeline is None:
+                self._pipeline = DocumentPipeline(self.settings)
+            return self._pipeline
+
+    def paths(self, kb_name: str) -> KbPaths:
+        return KbPaths(self.settings.kb_root, kb_name)
+
+    @contextmanager
+    def write_lock(self, kb_name: str) -> Iterator[KbPaths]:
+        paths = self.paths(kb_name)
+        with self.locks.hold(paths.lock_file()):
+            yield paths
+
+    def kb_row(self, kb_name: str) -> KnowledgeBase:
+        name = self.paths(kb_name).name
+        with self.db.session() as session:
+            row = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
+        if row is None:
+            raise KbNotFoundError(name)
+        return row
+
+    def embedder_for(self, kb: KnowledgeBase) -> Embedder:
+        """The KB's own embedding model; a fallback model never answers for another's index."""
+        embedder = self.embedder_provider(kb.embed_model)
+        if embedder.name != kb.embed_model:
+            raise EmbeddingModelUnavailableError(
+                kb.embed_model,
+                f"knowledge base {kb.name!r} was built with it and only {embedder.name!r} could "
+                "be loaded here. Provide that model, or rebuild the KB with another: "
+                f"python init_database.py --recreate-vs -n {kb.name} -e {embedder.name}",
+            )
+        return embedder
+
+    def store_for(self, kb: KnowledgeBase, embedder: Embedder) -> VectorStore:
+        directory = self.paths(kb.name).vector_store(kb.embed_model)
+        return self.stores.get(kb.vs_type, directory, embedder.dimension)
+
+    def writer(self, kb: KnowledgeBase, progress: IngestProgress | None = None) -> KbWriter:
+        embedder = self.embedder_for(kb)
+        store = self.store_for(kb, embedder)
+        return KbWriter(
+            db=self.db,
+            kb_id=kb.id,
+            paths=self.paths(kb.name),
+            kb_splitter=kb_splitter(kb),
+            embedder=embedder,
+            store=store,
+            save_store=store.save,
+            pipeline=self.pipeline,
+            batch_size=self.settings.embedding.batch_size,
+            progress=progress or NoProgress(),
+        )
+
+    def _kb_info(self, row: KnowledgeBase) -> KbInfo:
+        with self.db.session() as session:
+            file_count = session.scalar(
+                select(func.count()).select_from(KnowledgeFile).where(KnowledgeFile.kb_id == row.id)
+            )
+            chunk_count = session.scalar(
+                select(func.count()).select_from(ChunkRow).where(ChunkRow.kb_id == row.id)
+            )
+        return KbInfo(
+            name=row.name,
+            description=row.description,
+            vs_type=row.vs_type,
+            embed_model=row.embed_model,
+            splitter=kb_splitter(row),
+            file_count=file_count or 0,
+            chunk_count=chunk_count or 0,
+            created_at=row.created_at,
+        )
+
+    # -- knowledge bases ---------------------------------------------------------------------
+
+    def create_kb(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        vs_type: str | None = None,
+        embed_model: str | None = None,
+        splitter: SplitterSettings | None = None,
+    ) -> KbInfo:
+        with self.write_lock(name) as paths:
+            with self.db.session() as session:
+                if session.scalar(select(KnowledgeBase.id).where(KnowledgeBase.name == paths.name)):
+                    raise KbExistsError(paths.name)
+            # The model that actually loads (a fallback, if need be) is the one recorded.
+            embedder = self.embedder_provider(embed_model or self.settings.embedding.model)
+            options = splitter or self.settings.splitter
+            row = KnowledgeBase(
+                name=paths.name,
+                description=description,
+                vs_type=vs_type or self.settings.vector_store.default_type,
+                embed_model=embedder.name,
+                chunk_size=options.chunk_size,
+                chunk_overlap=options.chunk_overlap,
+                zh_title_enhance=options.zh_title_enhance,
+            )
+            with self.db.transaction() as session:
+                session.add(row)
+            paths.content.mkdir(parents=True, exist_ok=True)
+            return self._kb_info(row)
+
+    def list_kbs(self) -> list[KbInfo]:
+        with self.db.session() as session:
+            rows = session.scalars(select(KnowledgeBase).order_by(KnowledgeBase.name)).all()
+        return [self._kb_info(row) for row in rows]
+
+    def get_kb(self, name: str) -> KbInfo:
+        return self._kb_info(self.kb_row(name))
+
+    def kb_exists(self, name: str) -> bool:
+        try:
+            self.kb_row(name)
+        except KbNotFoundError:
+            return False
+        return True
+
+    def update_info(self, name: str, description: str) -> KbInfo:
+        with self.write_lock(name):
+            row = self.kb_row(name)
+            with self.db.transaction() as session:
+                session.get_one(KnowledgeBase, row.id).description = description
+            return self.get_kb(name)
+
+    def delete_kb(self, name: str) -> None:
+        """Remove the KB's rows, index and folder (uploaded files included)."""
+        with self.write_lock(name) as paths:
+            row = self.kb_row(name)
+            with self.db.transaction() as session:
+                session.delete(session.get_one(KnowledgeBase, row.id))
+            self.stores.evict(paths.root / "vector_store")
+            shutil.rmtree(paths.root, ignore_errors=True)
+
+    # -- files -------------------------------------------------------------------------------
+
+    def save_file(self, kb_name: str, file_name: str, data: bytes, *, override: bool) -> Path:
+        """Write an uploaded file into the content folder (atomically); it is not yet indexed."""
+        with self.write_lock(kb_name) as paths:
+            self.kb_row(kb_name)
+            target = paths.content_file(file_name)
+            if target.exists() and not override:
+                raise KbFileExistsError(paths.name, validate_file_name(file_name))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            partial.write_bytes(data)
+            partial.replace(target)
+            return target
+
+    def add_files(
+        self,
+        kb_name: str,
+        file_names: Sequence[str],
+        *,
+        splitter: SplitterSettings | None = None,
+        force: bool = False,
+        progress: IngestProgress | None = None,
+    ) -> IngestReport:
+        """Index files of the content folder; unchanged files (same bytes, same chunk
+        settings, vectors present) are not embedded again unless ``force``."""
+        names = [validate_file_name(name) for name in file_names]
+        with self.write_lock(kb_name):
+            kb = self.kb_row(kb_name)
+            return self.writer(kb, progress).ingest(names, splitter=splitter, force=force)
+
+    update_files = add_files
+
+    def delete_files(
+        self, kb_name: str, file_names: Sequence[str], *, delete_content: bool = False
+    ) -> list[str]:
+        names = [validate_file_name(name) for name in file_names]
+        with self.write_lock(kb_name) as paths:
+            kb = self.kb_row(kb_name)
+            removed = self.writer(kb).remove(names)
+            if delete_content:
+                for name in names:
+                    paths.content_file(name).unlink(missing_ok=True)
+            return removed
+
+    def list_files(self, kb_name: str) -> list[FileInfo]:
+        kb = self.kb_row(kb_name)
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(KnowledgeFile)
+                .where(KnowledgeFile.kb_id == kb.id)
+                .order_by(KnowledgeFile.file_name)
+            ).all()
+        return [
+            FileInfo(
+                file_name=row.file_name,
+                ext=row.ext,
+                loader=row.loader,
+                size=row.size,
+                mtime=row.mtime,
+                sha256=row.sha256,
+                chunk_count=row.chunk_count,
+                status=row.status,
+                error=row.error,
+                splitter=splitter_of(row),
+                updated_at=row.updated_at,
+            )
+            for row in rows
+        ]
+
+    def content_files(self, kb_name: str) -> list[str]:
+        """Files in the content folder (relative names), whether indexed or not."""
+        content = self.paths(kb_name).content
+        if not content.is_dir():
+            return []
+        names = (path.relative_to(content) for path in content.rglob("*") if path.is_file())
+        # Dot-files are upload leftovers (".x.partial") or OS litter, never documents.
+        return sorted(
+            name.as_posix() for name in names if not any(p.startswith(".") for p in name.parts)
+        )
+
+    # -- chunks and search -------------------------------------------------------------------
+
+    def _chunk_infos(self, rows: Sequence[tuple[ChunkRow, str]]) -> list[ChunkInfo]:
+        return [
+            ChunkInfo(id=row.id, file_name=file_name, seq=row.seq, text=row.text, metadata=row.meta)
+            for row, file_name in rows
+        ]
+
+    def list_chunks(self, kb_name: str, file_name: str) -> list[ChunkInfo]:
+        kb = self.kb_row(kb_name)
+        name = validate_file_name(file_name)
+        with self.db.session() as session:
+            file_id = session.scalar(
+                select(KnowledgeFile.id).where(
+                    KnowledgeFile.kb_id == kb.id, KnowledgeFile.file_name == name
+                )
+            )
+            if file_id is None:
+                raise KbFileNotFoundError(kb.name, name)
+            rows = session.execute(
+                select(ChunkRow, KnowledgeFile.file_name)
+                .join(KnowledgeFile)
+                .where(ChunkRow.file_id == file_id)
+                .order_by(ChunkRow.seq)
+            ).all()
+            return self._chunk_infos(list(rows))
+
+    def edit_chunk(self, kb_name: str, chunk_id: int, text: str) -> ChunkInfo:
+        """Replace one chunk's text; its vector is recomputed."""
+        if not text.strip():
+            raise ChunkNotFoundError("a chunk's text cannot be empty")
+        with self.write_lock(kb_name):
+            kb = self.kb_row(kb_name)
+            writer = self.writer(kb)
+            vector = writer.embed([text])
+            with self.db.transaction() as session:
+                row = session.get(ChunkRow, chunk_id)
+                if row is None or row.kb_id != kb.id:
+                    raise ChunkNotFoundError(f"chunk {chunk_id} is not in {kb.name!r}")
+                row.text = text
+                row.meta = {**row.meta, "edited": True}
+                file_name = row.file.file_name
+            writer.store.add([chunk_id], vector)
+            writer.save_store()
+            return self._chunk_infos([(row, file_name)])[0]
+
+    def search(
+        self,
+        kb_name: str,
+        query: str,
+        *,
+        top_k: int = 3,
+        score_threshold: float | None = None,
+        file_names: Sequence[str] | None = None,
+    ) -> list[SearchHit]:
+        """The top_k chunks by cosine similarity; ``score_threshold`` is the minimum kept."""
+        kb = self.kb_row(kb_name)
+        embedder = self.embedder_for(kb)
+        store = self.store_for(kb, embedder)
+        allowed: set[int] | None = None
+        if file_names is not None:
+            names = [validate_file_name(name) for name in file_names]
+            with self.db.session() as session:
+                allowed = set(
+                    session.scalars(
+                        select(ChunkRow.id)
+                        .join(KnowledgeFile)
+                        .where(KnowledgeFile.kb_id == kb.id, KnowledgeFile.file_name.in_(names))
+                    )
+                )
+            if not allowed:
+                return []
+        # Vectors whose rows a crash left behind are skipped below; fetch a few extra.
+        hits = store.search(embedder.embed_query(query), top_k + 8, allowed_ids=allowed)
+        if score_threshold is not None:
+            hits = [hit for hit in hits if hit.score >= score_threshold]
+        with self.db.session() as session:
+            rows = session.execute(
+                select(ChunkRow, KnowledgeFile.file_name)
+                .join(KnowledgeFile)
+                .where(ChunkRow.id.in_([hit.id for hit in hits]), ChunkRow.kb_id == kb.id)
+            ).all()
+            by_id = {info.id: info for info in self._chunk_infos(list(rows))}
+        found = [SearchHit(by_id[hit.id], hit.score) for hit in hits if hit.id in by_id]
+        return found[:top_k]

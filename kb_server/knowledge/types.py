@@ -1,0 +1,165 @@
+"""What the knowledge-base service returns and raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from kb_server.errors import KbError
+from kb_server.settings import SplitterSettings
+
+
+class KbNotFoundError(KbError):
+    code = "kb_not_found"
+    http_status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"knowledge base {name!r} does not exist")
+        self.name = name
+
+
+class KbExistsError(KbError):
+    code = "kb_exists"
+    http_status = 409
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"knowledge base {name!r} already exists")
+        self.name = name
+
+
+class KbFileNotFoundError(KbError):
+    code = "file_not_found"
+    http_status = 404
+
+    def __init__(self, kb_name: str, file_name: str) -> None:
+        super().__init__(f"file {file_name!r} is not in knowledge base {kb_name!r}")
+        self.file_name = file_name
+
+
+class KbFileExistsError(KbError):
+    code = "file_exists"
+    http_status = 409
+
+    def __init__(self, kb_name: str, file_name: str) -> None:
+        super().__init__(
+            f"file {file_name!r} already exists in knowledge base {kb_name!r}; "
+            "upload with override to replace it"
+        )
+        self.file_name = file_name
+
+
+class ChunkNotFoundError(KbError):
+    code = "chunk_not_found"
+    http_status = 404
+
+
+@dataclass(frozen=True)
+class KbInfo:
+    name: str
+    description: str
+    vs_type: str
+    embed_model: str
+    splitter: SplitterSettings
+    file_count: int
+    chunk_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    file_name: str
+    ext: str
+    loader: str
+    size: int
+    mtime: float
+    sha256: str
+    chunk_count: int
+    status: str
+    error: str
+    splitter: SplitterSettings
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    id: int
+    file_name: str
+    seq: int
+    text: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A retrieved chunk; ``score`` is the cosine similarity in [-1, 1], higher is better."""
+
+    chunk: ChunkInfo
+    score: float
+
+
+@dataclass
+class IngestReport:
+    files_indexed: list[str] = field(default_factory=list)
+    files_unchanged: list[str] = field(default_factory=list)
+    files_failed: dict[str, str] = field(default_factory=dict)
+    files_removed: list[str] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    seconds: float = 0.0
+
+    def merge(self, other: IngestReport) -> None:
+        self.files_indexed += other.files_indexed
+        self.files_unchanged += other.files_unchanged
+        self.files_failed.update(other.files_failed)
+        self.files_removed += other.files_removed
+        self.chunks_embedded += other.chunks_embedded
+        self.chunks_reused += other.chunks_reused
+        self.seconds += other.seconds
+
+
+@dataclass
+class CheckReport:
+    """Differences between the database, the vector index and the content folder of a KB."""
+
+    kb_name: str
+    chunks_without_vectors: list[int] = field(default_factory=list)
+    vectors_without_chunks: list[int] = field(default_factory=list)
+    files_without_content: list[str] = field(default_factory=list)
+    content_without_rows: list[str] = field(default_factory=list)
+    failed_files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def consistent(self) -> bool:
+        return not (
+            self.chunks_without_vectors
+            or self.vectors_without_chunks
+            or self.files_without_content
+            or self.content_without_rows
+        )
+
+
+class IngestProgress(Protocol):
+    """Receives progress while files are ingested (the CLI draws tqdm bars from it)."""
+
+    def files_planned(self, total: int) -> None: ...
+
+    def file_done(self, file_name: str, status: str) -> None: ...
+
+    def embedding_planned(self, total_chunks: int) -> None: ...
+
+    def chunks_embedded(self, count: int) -> None: ...
+
+
+class NoProgress:
+    def files_planned(self, total: int) -> None:
+        pass
+
+    def file_done(self, file_name: str, status: str) -> None:
+        pass
+
+    def embedding_planned(self, total_chunks: int) -> None:
+        pass
+
+    def chunks_embedded(self, count: int) -> None:
+        pass
