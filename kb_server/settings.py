@@ -88,7 +88,11 @@ class VectorStoreSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="KB_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="KB_",
+        env_nested_delimiter="__",
+        env_parse_none_str="null",
+        extra="forbid",
+        validate_default=True,
     )
 
     kb_root: Path = PROJECT_ROOT / "knowledge_base"

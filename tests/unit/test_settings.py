@@ -63,3 +63,8 @@ def test_unknown_setting_in_file_is_rejected(tmp_path: Path) -> None:
 def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "absent.yaml")
+
+
+def test_null_in_the_environment_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KB_EMBEDDING__FALLBACK_MODEL", "null")
+    assert load_settings().embedding.fallback_model is None
