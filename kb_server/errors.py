@@ -21,6 +21,13 @@ class KbError(Exception):
         self.message = message
 
 
+class InvalidInputError(KbError):
+    """A value a user supplied is not acceptable (empty text, bad name, ...)."""
+
+    code = "invalid_input"
+    http_status = 422
+
+
 class UnsupportedFileTypeError(KbError):
     code = "unsupported_file_type"
     http_status = 415

@@ -39,13 +39,17 @@ fi
     || { echo "setup: Python >= 3.10 is required ($python_bin is older)" >&2; exit 1; }
 
 [[ -x .venv/bin/python ]] || "$python_bin" -m venv .venv
-pip=(.venv/bin/python -m pip install --quiet)
+pip_install() {
+    # Some machines' pip configuration names extra index folders that do not exist; pip then
+    # prints one "is ignored" warning per package, burying real messages.
+    .venv/bin/python -m pip install --quiet "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 
 stamp=.venv/.kb-setup
 wanted="$(sha256sum pyproject.toml | cut -c1-16) $extras"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
     # CPU torch before anything that depends on it, so no CUDA build is pulled in.
-    .venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" torch==2.13.0
-    "${pip[@]}" -e ".[${extras}]"
+    .venv/bin/python -c 'import torch' 2>/dev/null || pip_install torch==2.13.0
+    pip_install -e ".[${extras}]"
     echo "$wanted" >"$stamp"
 fi

@@ -43,6 +43,8 @@ class KnowledgeBase(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     vs_type: Mapped[str] = mapped_column(String(32))
     embed_model: Mapped[str] = mapped_column(String(256))
+    # Known without loading the model, so work that embeds nothing never pays for loading it.
+    embed_dimension: Mapped[int] = mapped_column(Integer)
     chunk_size: Mapped[int] = mapped_column(Integer)
     chunk_overlap: Mapped[int] = mapped_column(Integer)
     zh_title_enhance: Mapped[bool] = mapped_column(Boolean)

@@ -78,7 +78,8 @@ class KbWriter:
         kb_id: int,
         paths: KbPaths,
         kb_splitter: SplitterSettings,
-        embedder: Embedder,
+        embedder: Callable[[], Embedder],
+        dimension: int,
         store: VectorStore,
         save_store: Callable[[], None],
         pipeline: DocumentPipeline,
@@ -89,7 +90,10 @@ class KbWriter:
         self.kb_id = kb_id
         self.paths = paths
         self.kb_splitter = kb_splitter
-        self.embedder = embedder
+        self._load_embedder = embedder
+        self._embedder: Embedder | None = None
+        self.model_load_seconds = 0.0
+        self.dimension = dimension
         self.store = store
         self.save_store = save_store
         self.pipeline = pipeline
@@ -98,9 +102,18 @@ class KbWriter:
 
     # -- embedding ---------------------------------------------------------------------------
 
+    @property
+    def embedder(self) -> Embedder:
+        """Loaded on first use: a run where every file is unchanged never loads the model."""
+        if self._embedder is None:
+            started = time.perf_counter()
+            self._embedder = self._load_embedder()
+            self.model_load_seconds += time.perf_counter() - started
+        return self._embedder
+
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Vectors for texts, in batches of similar length (less padding), with progress."""
-        vectors = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
@@ -148,7 +161,8 @@ class KbWriter:
                 group, group_chunks = [], 0
         if group:
             self._store_group(group, report)
-        report.seconds = time.perf_counter() - started
+        report.model_load_seconds = self.model_load_seconds
+        report.seconds = time.perf_counter() - started - self.model_load_seconds
         return report
 
     def _existing_files(self) -> dict[str, KnowledgeFile]:

@@ -63,10 +63,12 @@ class KbMaintenance:
             kb = service.kb_row(name)
             old_folder = paths.vector_store(kb.embed_model)
             if embed_model is not None:
-                actual = service.embedder_provider(embed_model).name
-                if actual != kb.embed_model:
+                embedder = service.embedder_provider(embed_model)
+                if embedder.name != kb.embed_model:
                     with service.db.transaction() as session:
-                        session.get_one(KnowledgeBase, kb.id).embed_model = actual
+                        row = session.get_one(KnowledgeBase, kb.id)
+                        row.embed_model = embedder.name
+                        row.embed_dimension = embedder.dimension
                     kb = service.kb_row(name)
             if force or paths.vector_store(kb.embed_model) != old_folder:
                 service.stores.evict(old_folder)
@@ -110,7 +112,7 @@ class KbMaintenance:
         service = self.service
         with service.write_lock(name):
             kb = service.kb_row(name)
-            store = service.store_for(kb, service.embedder_for(kb))
+            store = service.store_for(kb)
             index_ids = store.ids()
             with service.db.session() as session:
                 chunk_ids = set(session.scalars(select(ChunkRow.id).where(ChunkRow.kb_id == kb.id)))

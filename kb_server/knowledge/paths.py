@@ -13,7 +13,7 @@ import re
 import unicodedata
 from pathlib import Path, PurePosixPath
 
-from kb_server.errors import KbError
+from kb_server.errors import InvalidInputError
 
 KB_NAME_MAX_CHARS = 64
 FILE_NAME_MAX_CHARS = 255
@@ -24,9 +24,8 @@ _FORBIDDEN_IN_FILE_NAMES = set('\\:*?"<>|\0')
 _MODEL_FOLDER_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-class InvalidNameError(KbError):
+class InvalidNameError(InvalidInputError):
     code = "invalid_name"
-    http_status = 422
 
 
 def validate_kb_name(name: str) -> str:

@@ -20,6 +20,7 @@ from kb_server.db.engine import Database
 from kb_server.db.models import ChunkRow, KnowledgeBase, KnowledgeFile
 from kb_server.embedding import EmbeddingModelUnavailableError, get_embedder
 from kb_server.embedding.base import Embedder
+from kb_server.errors import InvalidInputError
 from kb_server.knowledge.ingest import KbWriter, splitter_of
 from kb_server.knowledge.locks import KbLocks
 from kb_server.knowledge.paths import KbPaths, validate_file_name
@@ -115,19 +116,19 @@ class KnowledgeBaseService:
             )
         return embedder
 
-    def store_for(self, kb: KnowledgeBase, embedder: Embedder) -> VectorStore:
+    def store_for(self, kb: KnowledgeBase) -> VectorStore:
         directory = self.paths(kb.name).vector_store(kb.embed_model)
-        return self.stores.get(kb.vs_type, directory, embedder.dimension)
+        return self.stores.get(kb.vs_type, directory, kb.embed_dimension)
 
     def writer(self, kb: KnowledgeBase, progress: IngestProgress | None = None) -> KbWriter:
-        embedder = self.embedder_for(kb)
-        store = self.store_for(kb, embedder)
+        store = self.store_for(kb)
         return KbWriter(
             db=self.db,
             kb_id=kb.id,
             paths=self.paths(kb.name),
             kb_splitter=kb_splitter(kb),
-            embedder=embedder,
+            embedder=lambda: self.embedder_for(kb),
+            dimension=kb.embed_dimension,
             store=store,
             save_store=store.save,
             pipeline=self.pipeline,
@@ -177,6 +178,7 @@ class KnowledgeBaseService:
                 description=description,
                 vs_type=vs_type or self.settings.vector_store.default_type,
                 embed_model=embedder.name,
+                embed_dimension=embedder.dimension,
                 chunk_size=options.chunk_size,
                 chunk_overlap=options.chunk_overlap,
                 zh_title_enhance=options.zh_title_enhance,
@@ -328,7 +330,7 @@ class KnowledgeBaseService:
     def edit_chunk(self, kb_name: str, chunk_id: int, text: str) -> ChunkInfo:
         """Replace one chunk's text; its vector is recomputed."""
         if not text.strip():
-            raise ChunkNotFoundError("a chunk's text cannot be empty")
+            raise InvalidInputError("a chunk's text cannot be empty")
         with self.write_lock(kb_name):
             kb = self.kb_row(kb_name)
             writer = self.writer(kb)
@@ -356,7 +358,7 @@ class KnowledgeBaseService:
         """The top_k chunks by cosine similarity; ``score_threshold`` is the minimum kept."""
         kb = self.kb_row(kb_name)
         embedder = self.embedder_for(kb)
-        store = self.store_for(kb, embedder)
+        store = self.store_for(kb)
         allowed: set[int] | None = None
         if file_names is not None:
             names = [validate_file_name(name) for name in file_names]

@@ -106,7 +106,9 @@ class IngestReport:
     files_removed: list[str] = field(default_factory=list)
     chunks_embedded: int = 0
     chunks_reused: int = 0
+    # Ingest time without loading the embedding model, which is counted apart.
     seconds: float = 0.0
+    model_load_seconds: float = 0.0
 
     def merge(self, other: IngestReport) -> None:
         self.files_indexed += other.files_indexed
@@ -116,6 +118,7 @@ class IngestReport:
         self.chunks_embedded += other.chunks_embedded
         self.chunks_reused += other.chunks_reused
         self.seconds += other.seconds
+        self.model_load_seconds += other.model_load_seconds
 
 
 @dataclass

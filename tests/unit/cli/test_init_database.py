@@ -107,12 +107,12 @@ def test_increment_prune_and_check_follow_the_content_folder(
 
     (content / "garden.txt").write_text("Tomatoes need full sun and water.", "utf-8")
     (content / "cats.txt").unlink()
-    checked = cli(kb_root, "--check")
+    checked = run_init(kb_root, "--check")
     assert checked.returncode == 1
     assert "cats.txt" in checked.stdout
     assert "garden.txt" in checked.stdout
 
-    updated = cli(kb_root, "-i", "--prune-db", "--check")
+    updated = run_init(kb_root, "-i", "--prune-db", "--check")
     assert updated.returncode == 0, updated.stdout + updated.stderr
     assert counts(updated.stdout, "notes")["indexed"] == 1
     assert counts(updated.stdout, "notes")["removed"] == 1

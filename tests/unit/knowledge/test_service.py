@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kb_server.errors import InvalidInputError
 from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.paths import InvalidNameError
 from kb_server.knowledge.service import KnowledgeBaseService
@@ -44,7 +45,7 @@ def kb(service: KnowledgeBaseService) -> str:
 
 def store_ids(service: KnowledgeBaseService, kb: str) -> set[int]:
     row = service.kb_row(kb)
-    return service.store_for(row, service.embedder_for(row)).ids()
+    return service.store_for(row).ids()
 
 
 def test_search_returns_the_matching_chunk_first(service: KnowledgeBaseService, kb: str) -> None:
@@ -130,6 +131,15 @@ def test_edited_chunk_is_embedded_again(service: KnowledgeBaseService, kb: str) 
     assert edited.text == GARDEN
     hit = service.search(kb, "How should I water tomatoes?", top_k=1)[0]
     assert hit.chunk.id == chunk.id
+
+
+def test_editing_a_chunk_to_empty_text_is_rejected_and_keeps_it(
+    service: KnowledgeBaseService, kb: str
+) -> None:
+    chunk = service.list_chunks(kb, "cats.txt")[0]
+    with pytest.raises(InvalidInputError):
+        service.edit_chunk(kb, chunk.id, "   ")
+    assert service.list_chunks(kb, "cats.txt")[0].text == chunk.text
 
 
 def test_file_that_fails_to_load_is_recorded_and_the_rest_indexed(
