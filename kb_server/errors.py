@@ -67,3 +67,26 @@ class EmbeddingModelUnavailableError(KbError):
         super().__init__(f"Embedding model {model!r} is unavailable: {reason}")
         self.model = model
         self.reason = reason
+
+
+class LlmUnavailableError(KbError):
+    """The LLM server cannot be reached, or stopped answering (connect/read timeout)."""
+
+    code = "llm_unavailable"
+    http_status = 503
+
+
+class LlmRequestError(KbError):
+    """The LLM server answered with an error; ``upstream_status`` is its HTTP status."""
+
+    code = "llm_error"
+    http_status = 502
+
+    def __init__(self, message: str, upstream_status: int) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+
+
+class UnknownModelError(KbError):
+    code = "unknown_model"
+    http_status = 404

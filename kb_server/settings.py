@@ -86,6 +86,47 @@ class VectorStoreSettings(BaseModel):
     faiss_threads: int = Field(1, ge=1)
 
 
+class LlmEndpointSettings(BaseModel):
+    """An OpenAI-compatible chat endpoint: vLLM, Ollama, Xinference, an online API, our worker."""
+
+    base_url: str
+    api_key: str = "EMPTY"
+    # The model name the server expects; None: the name this model is configured under.
+    model: str | None = None
+    context_window: int = Field(8192, ge=256)
+    max_tokens: int = Field(1024, ge=1)
+
+
+class LocalModelSettings(BaseModel):
+    """A Hugging Face model directory served by our own worker (kb_server.llm.worker)."""
+
+    path: Path
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    quantization: Literal["none", "8bit", "4bit"] = "none"
+    trust_remote_code: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(20000, ge=1, le=65535)
+    max_new_tokens: int = Field(1024, ge=1)
+    # None: the model config's max_position_embeddings (or seq_length).
+    context_window: int | None = Field(None, ge=256)
+
+
+class LlmClientSettings(BaseModel):
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(120.0, gt=0)
+    # Retries on connection failures only (never after the server has answered).
+    max_retries: int = Field(2, ge=0, le=10)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(7861, ge=1, le=65535)
+    # Origins allowed by CORS (the web UI's origin when it is served elsewhere); [] disables CORS.
+    cors_origins: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KB_",
@@ -104,8 +145,15 @@ class Settings(BaseSettings):
     vector_store: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
     # Any SQLAlchemy URL; None: a SQLite file ``info.db`` under kb_root.
     database_url: str | None = None
+    # The model answering when a request names none; "extractive" needs no LLM at all.
+    default_llm_model: str = "extractive"
+    llm_models: dict[str, LlmEndpointSettings] = Field(default_factory=dict)
+    local_models: dict[str, LocalModelSettings] = Field(default_factory=dict)
+    llm: LlmClientSettings = Field(default_factory=LlmClientSettings)
+    prompts_file: Path = PROJECT_ROOT / "configs" / "prompts.yaml"
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
-    @field_validator("kb_root")
+    @field_validator("kb_root", "prompts_file")
     @classmethod
     def _kb_root_from_project_root(cls, value: Path) -> Path:
         return value if value.is_absolute() else (PROJECT_ROOT / value).resolve()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kb_server.documents.base import LoaderContext, OcrReader
 from kb_server.embedding.base import Embedder
-from kb_server.settings import EmbeddingSettings, Settings, load_settings
+from kb_server.settings import EmbeddingSettings, LocalModelSettings, Settings, load_settings
 
 CJK_FONT_CANDIDATES = (
     Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
@@ -64,3 +68,67 @@ def embedder() -> Embedder:
             model="sentence-transformers/all-MiniLM-L6-v2", fallback_model=None, device="cpu"
         )
     )
+
+
+# The name the llm_worker fixture serves the tiny model under.
+TINY_QWEN_MODEL_NAME = "tiny-qwen"
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Qwen2 chat model directory (tests/tiny_qwen.py), built once."""
+    from tests.tiny_qwen import build_tiny_qwen
+
+    return build_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen"))
+
+
+@pytest.fixture(scope="session")
+def llm_worker(tiny_qwen_dir: Path) -> Iterator[str]:
+    """Our model worker serving tiny_qwen_dir as "tiny-qwen" on loopback; yields its /v1 URL.
+
+    Its context window is 1024 tokens and max_new_tokens 1024: pass a small max_tokens.
+    """
+    import torch
+    import uvicorn
+
+    from kb_server.llm.local_model import load_local_model
+    from kb_server.llm.worker_app import create_worker_app
+
+    # Two OpenMP threads fighting the server and client threads for 2 cores make the tiny
+    # model 10-50x slower; it gains nothing from intra-op threads.
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = load_local_model(
+        LocalModelSettings(path=tiny_qwen_dir, device="cpu"), name=TINY_QWEN_MODEL_NAME
+    )
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_worker_app(model), log_level="warning", timeout_graceful_shutdown=5)
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name="llm-worker", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers_health(f"http://127.0.0.1:{port}/health"):
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the LLM worker did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        listener.close()
+        torch.set_num_threads(previous_threads)
+
+
+def _answers_health(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from safetensors import SafetensorError
 
+from kb_server.devices import torch_device
 from kb_server.embedding.resolution import ResolvedModel, how_to_provide, model_short_name
 from kb_server.errors import EmbeddingModelUnavailableError
 from kb_server.settings import EmbeddingSettings
@@ -50,25 +51,12 @@ def query_instruction_for(name: str, settings: EmbeddingSettings) -> str:
 
 
 def resolve_device(requested: str, model: str) -> str:
-    """ "auto" becomes cuda, mps or cpu, whichever is available first; others are checked."""
-    # torch is imported here, not at module level: importing kb_server.embedding (e.g. for the
-    # Embedder protocol) must stay cheap.
-    import torch
-
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-        "cpu": True,
-    }
-    if requested == "auto":
-        return next(device for device, present in available.items() if present)
-    if not available.get(requested, False):
+    try:
+        return torch_device(requested)
+    except ValueError as exc:
         raise EmbeddingModelUnavailableError(
-            model,
-            f"embedding.device is {requested!r}, which this machine does not have; "
-            "set it to auto or cpu",
-        )
-    return requested
+            model, f"embedding.device: {exc}; set it to auto or cpu"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -93,7 +81,7 @@ def load_model(resolved: ResolvedModel, device: str, settings: EmbeddingSettings
     after HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT seconds (10 by default).
     """
     started = time.perf_counter()
-    from sentence_transformers import SentenceTransformer  # heavy; see resolve_device
+    from sentence_transformers import SentenceTransformer  # heavy: imported on first load
 
     if device == "cpu":
         _apply_cpu_threads(settings.cpu_threads)

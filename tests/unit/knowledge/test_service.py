@@ -13,7 +13,7 @@ from kb_server.knowledge.paths import InvalidNameError
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.knowledge.types import KbExistsError, KbFileExistsError, KbNotFoundError
 from kb_server.settings import Settings, SplitterSettings
-from tests.unit.knowledge.conftest import CountingEmbedder
+from tests.unit.conftest import CountingEmbedder
 
 CATS = (
     "Cats are small domesticated carnivorous mammals. They sleep for most of the day and "

@@ -1,0 +1,1 @@
+"""Language models: an OpenAI-compatible client, our local worker, and the extractive answerer."""
