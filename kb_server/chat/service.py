@@ -62,6 +62,8 @@ class LlmChatRequest:
     max_tokens: int | None = None
     prompt_name: str | None = None
     seed: int | None = None
+    top_p: float = 1.0
+    stop: Sequence[str] = ()
 
 
 @dataclass(kw_only=True)
@@ -152,6 +154,8 @@ class ChatService:
             temperature=self.settings.llm.temperature if temperature is None else temperature,
             max_tokens=request.max_tokens,
             seed=request.seed,
+            top_p=request.top_p,
+            stop=tuple(request.stop),
         )
 
     def _builder(self, name: str, client: LLMClient, params: GenerationParams) -> PromptBuilder:

@@ -1,0 +1,52 @@
+"""``create_app(settings)``: the HTTP API over the knowledge-base and chat services."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from pydantic import BaseModel
+
+from kb_server import __version__
+from kb_server.api.container import Container
+from kb_server.api.error_handlers import install_error_handlers
+from kb_server.api.routers import ROUTERS
+from kb_server.settings import Settings
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    knowledge_bases: int
+    default_model: str
+
+
+def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    app = FastAPI(
+        title="kb-server",
+        version=__version__,
+        description="Offline-first knowledge-base question answering (Langchain-Chatchat "
+        "compatible routes, OpenAI-compatible chat).",
+    )
+    app.state.container = container or Container.from_settings(settings)
+    install_error_handlers(app)
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> Health:
+        state: Container = app.state.container
+        return Health(
+            status="ok",
+            version=__version__,
+            knowledge_bases=len(state.kb_service.list_kbs()),
+            default_model=state.settings.default_llm_model,
+        )
+
+    return app

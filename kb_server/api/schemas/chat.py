@@ -1,0 +1,140 @@
+"""Bodies and answers of the chat routes (Langchain-Chatchat 0.2.x's fields, plus ours)."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import quote, urlencode
+
+from pydantic import BaseModel, Field
+
+from kb_server.chat.service import RetrievedDoc
+from kb_server.llm.base import ChatMessage
+
+DOWNLOAD_DOC_PATH = "/knowledge_base/download_doc"
+
+
+class HistoryMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+    def to_message(self) -> ChatMessage:
+        return ChatMessage(self.role, self.content)
+
+
+class LlmChatBody(BaseModel):
+    query: str = Field(description="The user's message.", examples=["你好"])
+    history: list[HistoryMessage] = Field(
+        default_factory=list, description="Earlier turns, oldest first."
+    )
+    stream: bool = Field(False, description="Answer as Server-Sent Events.")
+    model_name: str | None = Field(
+        None, description="A configured LLM; default: the server's default_llm_model."
+    )
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, description="Most tokens of the answer.")
+    prompt_name: str = Field("default", description="A template in configs/prompts.yaml.")
+    seed: int | None = Field(None, description="Sampling seed, for repeatable answers.")
+
+    def history_messages(self) -> list[ChatMessage]:
+        return [message.to_message() for message in self.history]
+
+
+class KbChatBody(LlmChatBody):
+    query: str = Field(description="The question.", examples=["退货多久能退款？"])
+    knowledge_base_name: str | list[str] = Field(
+        description="A knowledge base, or several whose chunks are merged by score.",
+        examples=["samples"],
+    )
+    top_k: int = Field(3, ge=1, le=100, description="How many chunks to answer from.")
+    score_threshold: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="The minimum cosine similarity a chunk needs (higher is stricter); "
+        "null keeps every chunk.",
+    )
+    model_name: str | None = Field(
+        None,
+        description='An LLM, or "extractive" (cited sentences, no LLM); '
+        "default: the server's default_llm_model.",
+    )
+
+    def kb_names(self) -> list[str]:
+        name = self.knowledge_base_name
+        return [name] if isinstance(name, str) else name
+
+
+class ChatchatKbChatBody(KbChatBody):
+    score_threshold: float = Field(
+        1.0,
+        ge=0.0,
+        le=2.0,
+        description="Langchain-Chatchat's threshold: the largest L2 distance between the "
+        "normalized question and chunk vectors (lower is stricter). It is applied as the "
+        "minimum cosine similarity 1 - t²/2, so 1.0 keeps cosine >= 0.5, 0.1 keeps cosine "
+        ">= 0.995 and 2.0 keeps every chunk.",
+    )
+
+    def min_cosine(self) -> float | None:
+        return chatchat_threshold_to_cosine(self.score_threshold)
+
+
+def chatchat_threshold_to_cosine(l2_distance: float) -> float | None:
+    """For unit vectors |a - b|² = 2 - 2·cos(a, b), so distance <= t means cos >= 1 - t²/2."""
+    if l2_distance >= 2.0:
+        return None
+    return 1.0 - l2_distance * l2_distance / 2.0
+
+
+class SourceDoc(BaseModel):
+    number: int = Field(description="The number answers cite it by, as in [1].")
+    source: str = Field(description="The file the chunk comes from.")
+    kb_name: str
+    page: int | None = None
+    chunk_id: int
+    text: str
+    score: float = Field(description="Cosine similarity to the question.")
+    url: str = Field(description="Where the source file downloads from (relative).")
+
+    @classmethod
+    def from_retrieved(cls, doc: RetrievedDoc) -> SourceDoc:
+        query = urlencode(
+            {"knowledge_base_name": doc.kb_name, "file_name": doc.file_name}, quote_via=quote
+        )
+        return cls(
+            number=doc.number,
+            source=doc.file_name,
+            kb_name=doc.kb_name,
+            page=doc.page,
+            chunk_id=doc.chunk_id,
+            text=doc.text,
+            score=doc.score,
+            url=f"{DOWNLOAD_DOC_PATH}?{query}",
+        )
+
+
+def source_docs(docs: list[RetrievedDoc]) -> list[SourceDoc]:
+    return [SourceDoc.from_retrieved(doc) for doc in docs]
+
+
+class KbChatAnswer(BaseModel):
+    answer: str
+    docs: list[SourceDoc]
+    model: str = Field(description="The model that answered.")
+
+
+class LlmChatAnswer(BaseModel):
+    text: str
+    model: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class KbChatFailure(BaseModel):
+    """The LLM failed: the error, and still the sources that were retrieved."""
+
+    detail: ErrorDetail
+    docs: list[SourceDoc]
