@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import pytest
 from kb_server.documents.base import LoaderContext, OcrReader
 from kb_server.embedding.base import Embedder
 from kb_server.settings import EmbeddingSettings, LocalModelSettings, Settings, load_settings
+from tests.servers import serve_on_loopback
 
 CJK_FONT_CANDIDATES = (
     Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
@@ -89,7 +87,6 @@ def llm_worker(tiny_qwen_dir: Path) -> Iterator[str]:
     Its context window is 1024 tokens and max_new_tokens 1024: pass a small max_tokens.
     """
     import torch
-    import uvicorn
 
     from kb_server.llm.local_model import load_local_model
     from kb_server.llm.worker_app import create_worker_app
@@ -101,34 +98,8 @@ def llm_worker(tiny_qwen_dir: Path) -> Iterator[str]:
     model = load_local_model(
         LocalModelSettings(path=tiny_qwen_dir, device="cpu"), name=TINY_QWEN_MODEL_NAME
     )
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_worker_app(model), log_level="warning", timeout_graceful_shutdown=5)
-    )
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [listener]}, name="llm-worker", daemon=True
-    )
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not _answers_health(f"http://127.0.0.1:{port}/health"):
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the LLM worker did not start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/v1"
+        with serve_on_loopback(create_worker_app(model), name="llm-worker") as base:
+            yield f"{base}/v1"
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        listener.close()
         torch.set_num_threads(previous_threads)
-
-
-def _answers_health(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False

@@ -15,6 +15,7 @@ from kb_server.knowledge.ingest import KbWriter
 from kb_server.knowledge.paths import InvalidNameError, validate_kb_name
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.knowledge.types import CheckReport, IngestProgress, IngestReport
+from kb_server.settings import SplitterSettings
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,12 @@ class KbMaintenance:
         *,
         embed_model: str | None = None,
         force: bool = False,
+        splitter: SplitterSettings | None = None,
         progress: IngestProgress | None = None,
     ) -> IngestReport:
         """Make the KB match its content folder: rows of vanished files go, every file is
-        indexed. Unchanged files keep their vectors unless ``force`` or the model changes."""
+        indexed. Unchanged files keep their vectors unless ``force`` or the model changes.
+        ``splitter`` re-splits every file with these settings (default: each file's own)."""
         service = self.service
         with service.write_lock(name) as paths:
             kb = service.kb_row(name)
@@ -78,7 +81,7 @@ class KbMaintenance:
             vanished = [file for file in self._row_names(kb) if file not in content]
             report = IngestReport(files_removed=writer.remove(vanished))
             self._drop_vectors_without_chunks(kb, writer)
-            report.merge(writer.ingest(sorted(content), force=force))
+            report.merge(writer.ingest(sorted(content), force=force, splitter=splitter))
             return report
 
     def increment(self, name: str, *, progress: IngestProgress | None = None) -> IngestReport:

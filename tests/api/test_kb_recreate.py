@@ -76,6 +76,17 @@ def test_forced_recreate_embeds_everything(client: TestClient, kb: str) -> None:
     assert search(client, kb, "cats")[0]["metadata"]["source"] == "cats.txt"
 
 
+def test_recreate_with_chunk_settings_splits_every_file_again(client: TestClient, kb: str) -> None:
+    events = recreate(client, kb, chunk_size=60, chunk_overlap=10)
+    assert events[-1]["summary"]["indexed"] == 2  # both files, although their bytes are unchanged
+    chunks = client.get(
+        "/knowledge_base/list_file_chunks",
+        params={"knowledge_base_name": kb, "file_name": "cats.txt"},
+    ).json()["data"]
+    assert len(chunks) > 1
+    assert all(len(chunk["text"]) <= 60 for chunk in chunks)
+
+
 def test_a_folder_without_a_row_becomes_a_kb(client: TestClient, api_settings: Settings) -> None:
     folder = api_settings.kb_root / "samples" / "content"
     folder.mkdir(parents=True)
@@ -113,7 +124,7 @@ def test_rebuild_finishes_when_the_client_goes_away(
     for i in range(80):
         (content / f"note{i:02d}.txt").write_text(f"Note {i} about topic {i}.", encoding="utf-8")
     container: Container = app.state.container
-    run = RecreateRun(container.maintenance, kb, None, True)
+    run = RecreateRun(container.maintenance, kb, None, True, None)
 
     lines = run.lines()
     assert next(lines).startswith("data: ")

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
-import httpx
 import openai
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from openai.types.chat import ChatCompletionMessageParam
@@ -18,6 +13,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from kb_server.settings import Settings
 from tests.api.test_chat_routes import REFUNDS_FILE, add_kbs, app_with_llm_down
 from tests.conftest import TINY_QWEN_MODEL_NAME
+from tests.servers import serve_on_loopback
 
 QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "Ignored: the server's prompt supplies the system text."},
@@ -29,30 +25,8 @@ QUESTION: list[ChatCompletionMessageParam] = [
 def base_url(app: FastAPI) -> Iterator[str]:
     """The app, with its knowledge bases, served by uvicorn on a free loopback port."""
     add_kbs(app.state.container.kb_service)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not _answers_health(f"http://127.0.0.1:{port}/health"):
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
-
-
-def _answers_health(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    with serve_on_loopback(app, name="kb-api") as base:
+        yield f"{base}/v1"
 
 
 @pytest.fixture

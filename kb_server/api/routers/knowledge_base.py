@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse
 from kb_server.api.deps import KbServiceDep, MaintenanceDep
 from kb_server.api.envelope import CHATCHAT_TAG, Envelope, ok
 from kb_server.api.schemas.knowledge_base import (
+    SAVED,
     ChunkOut,
     CreateKbRequest,
     DeleteDocsRequest,
@@ -45,6 +46,7 @@ from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.paths import InvalidNameError, validate_file_name
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.knowledge.types import IngestReport, KbFileExistsError, KbFileNotFoundError
+from kb_server.settings import SplitterSettings
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +149,10 @@ def ingest_results(
 @router.get("/list_files")
 def list_files(knowledge_base_name: str, service: KbServiceDep) -> ListFilesResponse:
     details = file_details(service, knowledge_base_name)
-    return ListFilesResponse(data=[info.file_name for info in details], files=details)
+    # Chatchat's list holds the files the knowledge base knows (its database), not every file
+    # in the folder: one deleted with delete_content=false is gone from it.
+    known = [info.file_name for info in details if info.status != SAVED]
+    return ListFilesResponse(data=known, files=details)
 
 
 @router.post("/upload_docs")
@@ -269,7 +274,12 @@ class RecreateRun:
     """
 
     def __init__(
-        self, maintenance: KbMaintenance, kb_name: str, embed_model: str | None, force: bool
+        self,
+        maintenance: KbMaintenance,
+        kb_name: str,
+        embed_model: str | None,
+        force: bool,
+        splitter: SplitterSettings | None,
     ) -> None:
         self.kb_name = kb_name
         self.total = 0
@@ -279,7 +289,7 @@ class RecreateRun:
         # Not a daemon: shutting the server down waits for the rebuild to finish.
         self._thread = threading.Thread(
             target=self._run,
-            args=(maintenance, embed_model, force),
+            args=(maintenance, embed_model, force, splitter),
             name=f"recreate-{kb_name}",
             daemon=False,
         )
@@ -316,11 +326,17 @@ class RecreateRun:
                 if time.monotonic() > deadline:
                     self._client_gone.set()
 
-    def _run(self, maintenance: KbMaintenance, embed_model: str | None, force: bool) -> None:
+    def _run(
+        self,
+        maintenance: KbMaintenance,
+        embed_model: str | None,
+        force: bool,
+        splitter: SplitterSettings | None,
+    ) -> None:
         final: dict[str, Any]
         try:
             report = maintenance.recreate(
-                self.kb_name, embed_model=embed_model, force=force, progress=self
+                self.kb_name, embed_model=embed_model, force=force, splitter=splitter, progress=self
             )
             summary = {
                 "indexed": len(report.files_indexed),
@@ -368,7 +384,9 @@ def recreate_vector_store(
     if request.allow_empty_kb:
         # Chatchat's behaviour: a folder without a row (or nothing at all) becomes a KB.
         maintenance.ensure_kb(name, embed_model=request.embed_model)
-    else:
-        service.get_kb(name)
-    run = RecreateRun(maintenance, name, request.embed_model, request.force)
+    kb = service.get_kb(name)
+    splitter = merge_splitter(
+        kb.splitter, request.chunk_size, request.chunk_overlap, request.zh_title_enhance
+    )
+    run = RecreateRun(maintenance, name, request.embed_model, request.force, splitter)
     return EventStreamResponse(run.lines())
