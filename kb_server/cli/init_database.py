@@ -93,7 +93,7 @@ def summary_line(name: str, report: IngestReport) -> str:
         f"in {report.seconds:.1f} s, {rate:.1f} chunks/s"
         + (
             f" (+{report.model_load_seconds:.1f} s loading the model)"
-            if report.model_load_seconds
+            if report.model_load_seconds >= 0.05
             else ""
         )
     )

@@ -26,10 +26,12 @@ LEXICAL_WEIGHT = 1.0
 DENSE_WEIGHT = 0.5
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|(?<=[.])(?=\s)|\n+")
 _IGNORED = re.compile(r"[\s\W_]+")
+# A line break between two Western words is a hard wrap inside a sentence, not its end.
+_WRAPPED_LINE = re.compile(r"(?<=[A-Za-z0-9,;:)])[ \t]*\n[ \t]*(?=[A-Za-z0-9(])")
 
 
 def split_sentences(text: str) -> list[str]:
-    pieces = (piece.strip() for piece in _SENTENCE_END.split(text))
+    pieces = (piece.strip() for piece in _SENTENCE_END.split(_WRAPPED_LINE.sub(" ", text)))
     return [piece for piece in pieces if len(_IGNORED.sub("", piece)) >= MIN_SENTENCE_CHARS]
 
 

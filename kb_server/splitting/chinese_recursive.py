@@ -23,12 +23,13 @@ _CJK = "\u4e00-\u9fff"
 # stays at the end of the piece before it (keep_separator="end").
 CHINESE_SEPARATORS: tuple[str, ...] = (
     r"\n[^\S\n]*\n\s*",  # paragraph break: one or more blank lines
-    r"\n",
     # Sentence ends: a run like "……" or "！？" stays whole; a Western stop only counts when
-    # whitespace or the end follows, so "3.14" and "v1.2" are not cut.
+    # whitespace or the end follows, so "3.14" and "v1.2" are not cut. They rank above single
+    # line breaks, which in hard-wrapped text (Markdown, PDF) fall in mid-sentence.
     rf"[。！？；…]+[{CLOSING_MARKS}]*"
     rf"|[.!?]+[{CLOSING_MARKS}]*(?:\s+|$)"
     rf"|[!?]+[{CLOSING_MARKS}]*(?=[{_CJK}])",
+    r"\n",
     rf"[，、：]+[{CLOSING_MARKS}]*|,\s+",
     r"\s+",
     # One character plus any punctuation right after it, so no piece starts with "。" or "”".

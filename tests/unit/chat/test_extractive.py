@@ -17,6 +17,18 @@ def test_sentences_split_on_chinese_and_western_ends() -> None:
     ]
 
 
+def test_hard_wrapped_western_lines_are_one_sentence_and_chinese_lines_stay_apart() -> None:
+    text = (
+        "Set a score threshold to drop weak\nmatches, as higher is better.\n"
+        "社区版说明\n专业版更贵。"
+    )
+    assert split_sentences(text) == [
+        "Set a score threshold to drop weak matches, as higher is better.",
+        "社区版说明",
+        "专业版更贵。",
+    ]
+
+
 def test_the_sentence_that_answers_a_chinese_question_comes_first(embedder: Embedder) -> None:
     references = [
         Reference(1, "intro.md", "灵犀知识库由一个小团队开发。它可以在没有网络的机器上运行。"),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import textwrap
 
 import pytest
 from langchain_core.documents import Document
@@ -174,3 +175,24 @@ def test_is_a_langchain_text_splitter_with_start_index() -> None:
         start = part.metadata["start_index"]
         assert part.metadata["source"] == "manual.txt"
         assert MANUAL[start : start + len(part.page_content)] == part.page_content
+
+
+def test_hard_wrapped_lines_are_not_cut_mid_sentence() -> None:
+    sentences = [
+        f"Sentence {n} explains one more step of the set-up and why it matters here."
+        for n in range(8)
+    ]
+    # Wrapped at 40 columns the way Markdown and PDF text often is: line breaks in mid-sentence.
+    wrapped = "\n".join(textwrap.wrap(" ".join(sentences), 40))
+    chunks = ChineseRecursiveTextSplitter(chunk_size=200, chunk_overlap=0).split_text(wrapped)
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert chunk.startswith("Sentence"), chunk
+        assert chunk.endswith("matters here."), chunk
+
+
+def test_chinese_lines_without_end_punctuation_still_split_on_line_breaks() -> None:
+    rows = "\n".join(f"版本{n}: 社区版; 并发用户: {n}; 价格: {n * 100}" for n in range(30))
+    chunks = ChineseRecursiveTextSplitter(chunk_size=120, chunk_overlap=0).split_text(rows)
+    assert all(len(chunk) <= 120 for chunk in chunks)
+    assert all(chunk.startswith("版本") for chunk in chunks)
