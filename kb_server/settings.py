@@ -127,6 +127,18 @@ class ApiSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
 
 
+class WebUiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8501, ge=1, le=65535)
+    # The API the web UI talks to; None: http://{api.host}:{api.port}.
+    api_base_url: str | None = None
+
+
+class FileChatSettings(BaseModel):
+    # A temporary knowledge base made for file chat is deleted this long after its upload.
+    ttl_s: int = Field(3600, ge=60)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KB_",
@@ -152,6 +164,15 @@ class Settings(BaseSettings):
     llm: LlmClientSettings = Field(default_factory=LlmClientSettings)
     prompts_file: Path = PROJECT_ROOT / "configs" / "prompts.yaml"
     api: ApiSettings = Field(default_factory=ApiSettings)
+    webui: WebUiSettings = Field(default_factory=WebUiSettings)
+    file_chat: FileChatSettings = Field(default_factory=FileChatSettings)
+
+    def api_base_url(self) -> str:
+        """Where clients of this installation (web UI, startup checks) reach the API."""
+        if self.webui.api_base_url:
+            return self.webui.api_base_url.rstrip("/")
+        host = "127.0.0.1" if self.api.host in ("0.0.0.0", "::") else self.api.host
+        return f"http://{host}:{self.api.port}"
 
     @field_validator("kb_root", "prompts_file")
     @classmethod
