@@ -1,0 +1,175 @@
+"""Typed shapes of the API answers the web UI reads (a subset of docs/API.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ApiModel(BaseModel):
+    # The API may add fields; the UI reads the ones it knows.
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+
+class Health(ApiModel):
+    status: str
+    version: str
+    knowledge_bases: int
+    default_model: str
+
+
+class KbDetails(ApiModel):
+    name: str
+    description: str = ""
+    vs_type: str = ""
+    embed_model: str = ""
+    file_count: int = 0
+    chunk_count: int = 0
+    chunk_size: int = 0
+    chunk_overlap: int = 0
+    zh_title_enhance: bool = False
+    created_at: str = ""
+
+
+class FileDetails(ApiModel):
+    file_name: str
+    ext: str = ""
+    loader: str = ""
+    size: int = 0
+    mtime: float = 0.0
+    chunk_count: int = 0
+    status: str = ""
+    error: str = ""
+    updated_at: str | None = None
+
+
+class FileResult(ApiModel):
+    file_name: str
+    status: str
+    chunks: int = 0
+    reason: str = ""
+
+
+class DocsResult(ApiModel):
+    failed_files: dict[str, str] = Field(default_factory=dict)
+    files: list[FileResult] = Field(default_factory=list)
+
+
+class Chunk(ApiModel):
+    id: int
+    file_name: str
+    seq: int
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchDoc(ApiModel):
+    page_content: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    id: int
+    score: float
+
+
+class SourceDoc(ApiModel):
+    number: int
+    source: str
+    kb_name: str = ""
+    page: int | None = None
+    chunk_id: int | None = None
+    text: str = ""
+    score: float | None = None
+    url: str = ""
+
+
+class TempDocs(ApiModel):
+    id: str
+    failed_files: dict[str, str] = Field(default_factory=dict)
+
+
+class RecreateEvent(ApiModel):
+    code: int = 200
+    msg: str = ""
+    total: int = 0
+    finished: int = 0
+    doc: str = ""
+    status: str = ""
+    summary: dict[str, Any] | None = None
+
+
+class Conversation(ApiModel):
+    id: str
+    name: str
+    created_at: str = ""
+    updated_at: str = ""
+    message_count: int = 0
+
+
+class Message(ApiModel):
+    id: str
+    role: str
+    content: str
+    docs: list[dict[str, Any]] = Field(default_factory=list)
+    model: str | None = None
+    feedback: int | None = None
+    feedback_reason: str | None = None
+    created_at: str = ""
+
+    def source_docs(self) -> list[SourceDoc]:
+        """The stored docs that still read as sources; other shapes are skipped."""
+        docs = []
+        for doc in self.docs:
+            try:
+                docs.append(SourceDoc.model_validate(doc))
+            except ValidationError:
+                continue
+        return docs
+
+
+# -- streamed chat events ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ChatFailure:
+    """An error the server reported inside a stream (the HTTP status was already 200)."""
+
+    status: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ChatDocs:
+    docs: list[SourceDoc]
+
+
+ChatEvent = ChatDelta | ChatFailure | ChatDocs
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    """What every chat request shares; ``top_k``/``score_threshold`` only apply to KB/file chat."""
+
+    model_name: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    history: tuple[tuple[str, str], ...] = ()
+    top_k: int = 3
+    score_threshold: float | None = None
+    prompt_name: str = "default"
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "history": [{"role": role, "content": content} for role, content in self.history],
+            "prompt_name": self.prompt_name,
+            "stream": True,
+        }

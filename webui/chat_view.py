@@ -1,0 +1,110 @@
+"""How chat turns are kept in the session, drawn, and exported as Markdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from webui.api_client import ApiClient
+from webui.api_models import Message, SourceDoc
+from webui.state import notify
+from webui.transport import ApiError
+
+TURNS_KEY = "chat_turns"
+# st.feedback's values: 0 is thumbs down, 1 thumbs up; the API stores -1 / 1 (0: none).
+FEEDBACK_TO_SCORE = {0: -1, 1: 1}
+SCORE_TO_FEEDBACK = {-1: 0, 1: 1}
+
+
+@dataclass
+class Turn:
+    role: str
+    content: str
+    docs: list[SourceDoc] = field(default_factory=list)
+    model: str | None = None
+    message_id: str | None = None
+    feedback: int | None = None
+
+    @classmethod
+    def of(cls, message: Message) -> Turn:
+        return cls(
+            role=message.role,
+            content=message.content,
+            docs=message.source_docs(),
+            model=message.model,
+            message_id=message.id,
+            feedback=message.feedback,
+        )
+
+
+def turns() -> list[Turn]:
+    value = st.session_state.setdefault(TURNS_KEY, [])
+    assert isinstance(value, list)
+    return value
+
+
+def render_sources(client: ApiClient, docs: list[SourceDoc]) -> None:
+    with st.expander(f"出处（{len(docs)} 条）", expanded=False):
+        for doc in docs:
+            page = f" · 第 {doc.page} 页" if doc.page is not None else ""
+            score = f" · 相似度 {doc.score:.3f}" if doc.score is not None else ""
+            link = f"[{doc.source}]({client.absolute_url(doc.url)})" if doc.url else doc.source
+            st.markdown(f"**[{doc.number}]** {link}{page}{score}")
+            st.text(doc.text)
+
+
+def _save_feedback(client: ApiClient, conversation_id: str, turn: Turn, key: str) -> None:
+    value = st.session_state.get(key)
+    score = FEEDBACK_TO_SCORE.get(value, 0) if isinstance(value, int) else 0
+    if turn.message_id is None:
+        return
+    try:
+        client.set_feedback(conversation_id, turn.message_id, score)
+    except ApiError as exc:
+        notify("error", exc.message)
+        return
+    turn.feedback = score
+
+
+def render_feedback(client: ApiClient, conversation_id: str | None, turn: Turn) -> None:
+    if conversation_id is None or turn.message_id is None:
+        return
+    key = f"feedback_{turn.message_id}"
+    st.feedback(
+        "thumbs",
+        key=key,
+        default=SCORE_TO_FEEDBACK.get(turn.feedback or 0),
+        on_change=_save_feedback,
+        args=(client, conversation_id, turn, key),
+    )
+
+
+def render_turn(client: ApiClient, conversation_id: str | None, turn: Turn) -> None:
+    with st.chat_message(turn.role):
+        st.markdown(turn.content)
+        if turn.docs:
+            render_sources(client, turn.docs)
+        if turn.role == "assistant":
+            render_feedback(client, conversation_id, turn)
+
+
+def history(turn_list: list[Turn], rounds: int) -> tuple[tuple[str, str], ...]:
+    """The last ``rounds`` question-answer pairs, oldest first."""
+    if rounds <= 0:
+        return ()
+    recent = turn_list[-2 * rounds :]
+    return tuple((turn.role, turn.content) for turn in recent if turn.role in ("user", "assistant"))
+
+
+def to_markdown(title: str, turn_list: list[Turn]) -> str:
+    lines = [f"# {title}", ""]
+    for turn in turn_list:
+        speaker = "用户" if turn.role == "user" else "助手"
+        model = f"（{turn.model}）" if turn.model else ""
+        lines += [f"## {speaker}{model}", "", turn.content, ""]
+        if turn.docs:
+            lines.append("出处：")
+            lines += [f"- [{doc.number}] {doc.source}" for doc in turn.docs]
+            lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""HTTP plumbing of the API client: errors as ``ApiError`` and Server-Sent Events as dicts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """A failed API call: the HTTP status (0 when no answer came), a code and a message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def transport_error(exc: httpx.TransportError, base_url: str) -> ApiError:
+    if isinstance(exc, httpx.ConnectError):
+        return ApiError(0, "api_unreachable", f"API 无法连接: {base_url}")
+    if isinstance(exc, httpx.TimeoutException):
+        return ApiError(0, "api_timeout", f"API 响应超时: {base_url}")
+    return ApiError(0, "api_transport_error", f"与 API 通信失败 ({base_url}): {exc}")
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """The server's own code and message, whichever of our error shapes it used."""
+    status = response.status_code
+    try:
+        body: Any = response.json()
+    except ValueError:
+        text = response.text.strip() or response.reason_phrase
+        return ApiError(status, f"http_{status}", f"HTTP {status}: {text}")
+    if isinstance(body, dict):
+        if "detail" in body:
+            return _from_detail(status, body["detail"])
+        error = body.get("error")
+        if isinstance(error, dict):  # the OpenAI-compatible routes
+            code = str(error.get("code") or error.get("type") or f"http_{status}")
+            return ApiError(status, code, str(error.get("message", "")))
+        if "msg" in body:
+            return ApiError(status, f"http_{status}", str(body["msg"]))
+    return ApiError(status, f"http_{status}", f"HTTP {status}: {body}")
+
+
+def _from_detail(status: int, detail: Any) -> ApiError:
+    if isinstance(detail, dict) and "message" in detail:
+        return ApiError(status, str(detail.get("code", f"http_{status}")), str(detail["message"]))
+    if isinstance(detail, list):
+        # FastAPI's validation errors: [{loc, msg, ...}]
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
+        return ApiError(status, "invalid_request", "请求参数无效: " + "; ".join(parts))
+    return ApiError(status, f"http_{status}", str(detail))
+
+
+def sse_payloads(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The JSON objects of ``data:`` lines; OpenAI's ``[DONE]`` and comments are skipped."""
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:") :].strip()
+        if not data or data == "[DONE]":
+            continue
+        payload = json.loads(data)
+        if isinstance(payload, dict):
+            yield payload
+
+
+class HttpApi:
+    """An httpx client whose failures all become ``ApiError``."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 300.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=5.0)
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.base_url) from exc
+        if response.is_error:
+            raise error_from_response(response)
+        return response.json() if response.content else None
+
+    def _data(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The ``data`` of a Chatchat envelope."""
+        return self._request(method, path, **kwargs)["data"]
+
+    @contextmanager
+    def _stream(self, path: str, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
+        try:
+            with self._http.stream("POST", path, json=body) as response:
+                if response.is_error:
+                    response.read()
+                    raise error_from_response(response)
+                yield sse_payloads(response)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.base_url) from exc
