@@ -77,17 +77,7 @@ def chatchat_knowledge_base_chat(body: ChatchatKbChatBody, chat: ChatDep) -> Res
     description="Chat with an LLM, no knowledge base. " + _SSE_DOC % ("text", ""),
 )
 def llm_chat(body: LlmChatBody, chat: ChatDep) -> Response:
-    stream = chat.llm_chat(
-        LlmChatRequest(
-            query=body.query,
-            history=body.history_messages(),
-            model_name=body.model_name,
-            temperature=body.temperature,
-            max_tokens=body.max_tokens,
-            prompt_name=body.prompt_name,
-            seed=body.seed,
-        )
-    )
+    stream = chat.llm_chat(LlmChatRequest(**body.request_fields()))
     if body.stream:
         return EventStreamResponse(_sse_events(stream, "text", with_docs=False))
     result = collect(stream)
@@ -101,13 +91,7 @@ def llm_chat(body: LlmChatBody, chat: ChatDep) -> Response:
 def _kb_chat(chat: ChatService, body: KbChatBody, min_cosine: float | None) -> Response:
     stream = chat.kb_chat(
         KbChatRequest(
-            query=body.query,
-            history=body.history_messages(),
-            model_name=body.model_name,
-            temperature=body.temperature,
-            max_tokens=body.max_tokens,
-            prompt_name=body.prompt_name,
-            seed=body.seed,
+            **body.request_fields(),
             kb_names=body.kb_names(),
             top_k=body.top_k,
             score_threshold=min_cosine,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, Field
@@ -38,13 +38,22 @@ class LlmChatBody(BaseModel):
     def history_messages(self) -> list[ChatMessage]:
         return [message.to_message() for message in self.history]
 
+    def request_fields(self) -> dict[str, Any]:
+        """What every chat request of kb_server.chat.service takes from this body."""
+        return {
+            "query": self.query,
+            "history": self.history_messages(),
+            "model_name": self.model_name,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "prompt_name": self.prompt_name,
+            "seed": self.seed,
+        }
 
-class KbChatBody(LlmChatBody):
-    query: str = Field(description="The question.", examples=["退货多久能退款？"])
-    knowledge_base_name: str | list[str] = Field(
-        description="A knowledge base, or several whose chunks are merged by score.",
-        examples=["samples"],
-    )
+
+class RetrievalChatBody(LlmChatBody):
+    """A chat answered from retrieved chunks: a knowledge base's or a temporary one's."""
+
     top_k: int = Field(3, ge=1, le=100, description="How many chunks to answer from.")
     score_threshold: float | None = Field(
         None,
@@ -57,6 +66,14 @@ class KbChatBody(LlmChatBody):
         None,
         description='An LLM, or "extractive" (cited sentences, no LLM); '
         "default: the server's default_llm_model.",
+    )
+
+
+class KbChatBody(RetrievalChatBody):
+    query: str = Field(description="The question.", examples=["退货多久能退款？"])
+    knowledge_base_name: str | list[str] = Field(
+        description="A knowledge base, or several whose chunks are merged by score.",
+        examples=["samples"],
     )
 
     def kb_names(self) -> list[str]:
