@@ -9,7 +9,8 @@ want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 
 runtime_debs=(libgl1 libglib2.0-0)   # opencv (pulled in by RapidOCR) links against these
-test_debs=(fonts-wqy-zenhei)          # a CJK TrueType font to render test images and PDFs
+# a CJK TrueType font to render test images and PDFs; the browser for tests/e2e
+test_debs=(fonts-wqy-zenhei chromium)
 extras="ocr,ui,llm"
 debs=("${runtime_debs[@]}")
 if ((want_test)); then
