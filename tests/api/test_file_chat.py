@@ -70,6 +70,24 @@ def test_upload_reports_the_corrupt_file_and_answers_from_the_good_one(
     assert "".join(event.get("answer", "") for event in events) == answer["answer"]
 
 
+def test_a_source_url_downloads_the_uploaded_file(client: TestClient, temp_id: str) -> None:
+    body = {"query": "How long do refunds take?", "knowledge_id": temp_id}
+    doc = client.post(FILE_CHAT, json=body).json()["docs"][0]
+    assert doc["url"].startswith("/knowledge_base/download_temp_doc?")
+    response = client.get(doc["url"])
+    assert response.status_code == 200
+    assert response.content == REFUNDS.encode()
+    assert response.headers["content-disposition"].startswith("attachment")
+
+    download = "/knowledge_base/download_temp_doc"
+    escape = client.get(download, params={"knowledge_id": temp_id, "file_name": "../../info.db"})
+    assert escape.status_code == 422
+    unknown = client.get(download, params={"knowledge_id": "0" * 32, "file_name": "hours.txt"})
+    assert unknown.status_code == 404
+    missing = client.get(download, params={"knowledge_id": temp_id, "file_name": "nope.txt"})
+    assert missing.status_code == 404
+
+
 def test_the_tiny_llm_streams_deltas_then_docs(client: TestClient, temp_id: str) -> None:
     body = {"query": "When does the warehouse open?", "knowledge_id": temp_id, **TINY}
     events = stream_events(client, body)

@@ -176,9 +176,6 @@ def ask(client: ApiClient, setup: ChatSetup, query: str) -> None:
         except ApiError as exc:
             st.error(exc.message)
             return
-        if setup.mode == FILE_MODE:
-            # Temporary files are not served for download: no links under file answers.
-            outcome.docs = [doc.model_copy(update={"url": ""}) for doc in outcome.docs]
         if outcome.failure is not None:
             st.error(outcome.failure.message)
         if outcome.docs:

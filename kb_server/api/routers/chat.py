@@ -15,12 +15,14 @@ from fastapi.responses import JSONResponse
 from kb_server.api.deps import ChatDep
 from kb_server.api.schemas.chat import (
     ChatchatKbChatBody,
+    DocUrl,
     ErrorDetail,
     KbChatAnswer,
     KbChatBody,
     KbChatFailure,
     LlmChatAnswer,
     LlmChatBody,
+    kb_doc_url,
     source_docs,
 )
 from kb_server.api.sse import EventStreamResponse, close_iterator, sse_data
@@ -79,7 +81,7 @@ def chatchat_knowledge_base_chat(body: ChatchatKbChatBody, chat: ChatDep) -> Res
 def llm_chat(body: LlmChatBody, chat: ChatDep) -> Response:
     stream = chat.llm_chat(LlmChatRequest(**body.request_fields()))
     if body.stream:
-        return EventStreamResponse(_sse_events(stream, "text", with_docs=False))
+        return EventStreamResponse(_sse_events(stream, "text", docs_url=None))
     result = collect(stream)
     if result.error is not None:
         return JSONResponse(
@@ -88,7 +90,12 @@ def llm_chat(body: LlmChatBody, chat: ChatDep) -> Response:
     return JSONResponse(LlmChatAnswer(text=result.answer, model=stream.model_name).model_dump())
 
 
-def _kb_chat(chat: ChatService, body: KbChatBody, min_cosine: float | None) -> Response:
+def _kb_chat(
+    chat: ChatService,
+    body: KbChatBody,
+    min_cosine: float | None,
+    url_for: DocUrl = kb_doc_url,
+) -> Response:
     stream = chat.kb_chat(
         KbChatRequest(
             **body.request_fields(),
@@ -98,9 +105,9 @@ def _kb_chat(chat: ChatService, body: KbChatBody, min_cosine: float | None) -> R
         )
     )
     if body.stream:
-        return EventStreamResponse(_sse_events(stream, "answer", with_docs=True))
+        return EventStreamResponse(_sse_events(stream, "answer", docs_url=url_for))
     result = collect(stream)
-    docs = source_docs(result.docs)
+    docs = source_docs(result.docs, url_for)
     if result.error is not None:
         failure = KbChatFailure(detail=_detail(result.error), docs=docs)
         return JSONResponse(failure.model_dump(), status_code=result.error.http_status)
@@ -108,23 +115,26 @@ def _kb_chat(chat: ChatService, body: KbChatBody, min_cosine: float | None) -> R
     return JSONResponse(answer.model_dump())
 
 
-def _sse_events(stream: ChatStream, delta_field: str, *, with_docs: bool) -> Iterator[str]:
+def _sse_events(stream: ChatStream, delta_field: str, *, docs_url: DocUrl | None) -> Iterator[str]:
+    """SSE lines of a chat; ``docs_url`` None: a chat without sources sends no docs event."""
     try:
         for event in stream.events:
-            payload = _event_payload(event, delta_field, with_docs)
+            payload = _event_payload(event, delta_field, docs_url)
             if payload is not None:
                 yield sse_data(payload)
     finally:
         close_iterator(stream.events)
 
 
-def _event_payload(event: ChatEvent, delta_field: str, with_docs: bool) -> dict[str, Any] | None:
+def _event_payload(
+    event: ChatEvent, delta_field: str, docs_url: DocUrl | None
+) -> dict[str, Any] | None:
     if isinstance(event, AnswerDelta):
         return {delta_field: event.text}
     if isinstance(event, ErrorEvent):
         return {"error": {**_detail(event).model_dump(), "status": event.http_status}}
-    if isinstance(event, DocsEvent) and with_docs:
-        return {"docs": [doc.model_dump() for doc in source_docs(event.docs)]}
+    if isinstance(event, DocsEvent) and docs_url is not None:
+        return {"docs": [doc.model_dump() for doc in source_docs(event.docs, docs_url)]}
     return None
 
 

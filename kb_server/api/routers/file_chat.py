@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import threading
 from typing import Annotated
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi.responses import FileResponse
 
 from kb_server.api.container import Container
+from kb_server.api.downloads import file_response
 from kb_server.api.envelope import CHATCHAT_TAG, Envelope, ok
 from kb_server.api.routers.chat import _KB_CHAT_RESPONSES, _kb_chat
 from kb_server.api.schemas.chat import KbChatAnswer
 from kb_server.api.schemas.file_chat import FileChatBody, TempDocsResult
 from kb_server.api.schemas.knowledge_base import merge_splitter
 from kb_server.chat.file_chat import TempKnowledgeBases
+from kb_server.chat.service import RetrievedDoc
+from kb_server.knowledge.types import KbFileNotFoundError
 
 router = APIRouter(tags=["file_chat"])
 
@@ -72,10 +77,32 @@ def upload_temp_docs(
     response_model=KbChatAnswer,
     responses=_KB_CHAT_RESPONSES,
     description="Answer a question from the files of a temporary knowledge base "
-    "(upload_temp_docs' id), exactly as /knowledge_base/chat answers. Its docs' urls do not "
-    "serve temporary files.",
+    "(upload_temp_docs' id), exactly as /knowledge_base/chat answers; its docs' urls point "
+    "at download_temp_doc.",
 )
 def file_chat(body: FileChatBody, temp_kbs: TempKbsDep) -> Response:
     temp_kbs.sweep()
     kb_body = body.kb_chat_body(temp_kbs.kb_name(body.knowledge_id))
-    return _kb_chat(temp_kbs.chat, kb_body, kb_body.score_threshold)
+
+    def temp_doc_url(doc: RetrievedDoc) -> str:
+        query = urlencode(
+            {"knowledge_id": body.knowledge_id, "file_name": doc.file_name}, quote_via=quote
+        )
+        return f"{DOWNLOAD_TEMP_DOC_PATH}?{query}"
+
+    return _kb_chat(temp_kbs.chat, kb_body, kb_body.score_threshold, temp_doc_url)
+
+
+DOWNLOAD_TEMP_DOC_PATH = "/knowledge_base/download_temp_doc"
+
+
+@router.get(DOWNLOAD_TEMP_DOC_PATH, description="A file of a temporary knowledge base.")
+def download_temp_doc(
+    knowledge_id: str, file_name: str, temp_kbs: TempKbsDep, preview: bool = False
+) -> FileResponse:
+    temp_kbs.sweep()
+    kb_name = temp_kbs.kb_name(knowledge_id)
+    path = temp_kbs.service.paths(kb_name).content_file(file_name)
+    if not path.is_file():
+        raise KbFileNotFoundError(kb_name, file_name)
+    return file_response(path, preview=preview)

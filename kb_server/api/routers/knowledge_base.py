@@ -9,7 +9,6 @@ which is what Chatchat's default of 1.0 means on its own scale. upload_docs' ``d
 from __future__ import annotations
 
 import logging
-import mimetypes
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ from fastapi import APIRouter, Body, File, Form, UploadFile
 from fastapi.responses import FileResponse
 
 from kb_server.api.deps import KbServiceDep, MaintenanceDep
+from kb_server.api.downloads import file_response
 from kb_server.api.envelope import CHATCHAT_TAG, Envelope, ok
 from kb_server.api.schemas.knowledge_base import (
     SAVED,
@@ -226,12 +226,7 @@ def download_doc(
     path = service.paths(kb_name).content_file(file_name)
     if not path.is_file():
         raise KbFileNotFoundError(kb_name, file_name)
-    return FileResponse(
-        path,
-        media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-        filename=path.name,
-        content_disposition_type="inline" if preview else "attachment",
-    )
+    return file_response(path, preview=preview)
 
 
 # -- chunks and search -------------------------------------------------------------------------

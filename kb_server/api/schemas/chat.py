@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
@@ -114,10 +115,7 @@ class SourceDoc(BaseModel):
     url: str = Field(description="Where the source file downloads from (relative).")
 
     @classmethod
-    def from_retrieved(cls, doc: RetrievedDoc) -> SourceDoc:
-        query = urlencode(
-            {"knowledge_base_name": doc.kb_name, "file_name": doc.file_name}, quote_via=quote
-        )
+    def from_retrieved(cls, doc: RetrievedDoc, url_for: DocUrl) -> SourceDoc:
         return cls(
             number=doc.number,
             source=doc.file_name,
@@ -126,12 +124,23 @@ class SourceDoc(BaseModel):
             chunk_id=doc.chunk_id,
             text=doc.text,
             score=doc.score,
-            url=f"{DOWNLOAD_DOC_PATH}?{query}",
+            url=url_for(doc),
         )
 
 
-def source_docs(docs: list[RetrievedDoc]) -> list[SourceDoc]:
-    return [SourceDoc.from_retrieved(doc) for doc in docs]
+DocUrl = Callable[[RetrievedDoc], str]
+
+
+def kb_doc_url(doc: RetrievedDoc) -> str:
+    """The download URL of a knowledge base's file (relative to the API)."""
+    query = urlencode(
+        {"knowledge_base_name": doc.kb_name, "file_name": doc.file_name}, quote_via=quote
+    )
+    return f"{DOWNLOAD_DOC_PATH}?{query}"
+
+
+def source_docs(docs: list[RetrievedDoc], url_for: DocUrl = kb_doc_url) -> list[SourceDoc]:
+    return [SourceDoc.from_retrieved(doc, url_for) for doc in docs]
 
 
 class KbChatAnswer(BaseModel):
