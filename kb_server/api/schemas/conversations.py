@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kb_server.chat.conversations import (
     CONVERSATION_NAME_MAX_CHARS,
@@ -26,6 +26,8 @@ class RenameConversationBody(BaseModel):
 
 
 class ConversationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     name: str
     created_at: datetime
@@ -34,13 +36,7 @@ class ConversationOut(BaseModel):
 
     @classmethod
     def of(cls, info: ConversationInfo) -> ConversationOut:
-        return cls(
-            id=info.id,
-            name=info.name,
-            created_at=info.created_at,
-            updated_at=info.updated_at,
-            message_count=info.message_count,
-        )
+        return cls.model_validate(info)
 
 
 class DeletedConversation(BaseModel):
@@ -57,6 +53,8 @@ class AddMessageBody(BaseModel):
 
 
 class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     role: Role
     content: str
@@ -68,16 +66,7 @@ class MessageOut(BaseModel):
 
     @classmethod
     def of(cls, info: MessageInfo) -> MessageOut:
-        return cls(
-            id=info.id,
-            role=info.role,
-            content=info.content,
-            docs=info.docs,
-            model=info.model,
-            feedback=info.feedback,
-            feedback_reason=info.feedback_reason,
-            created_at=info.created_at,
-        )
+        return cls.model_validate(info)
 
 
 class FeedbackBody(BaseModel):

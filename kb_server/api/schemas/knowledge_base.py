@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kb_server.api.envelope import Envelope
 from kb_server.errors import InvalidInputError
@@ -269,6 +269,8 @@ class SearchDoc(BaseModel):
 
 
 class ChunkOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     file_name: str
     seq: int
@@ -276,14 +278,8 @@ class ChunkOut(BaseModel):
     metadata: dict[str, Any]
 
     @classmethod
-    def of(cls, chunk: ChunkInfo) -> ChunkOut:
-        return cls(
-            id=chunk.id,
-            file_name=chunk.file_name,
-            seq=chunk.seq,
-            text=chunk.text,
-            metadata=chunk.metadata,
-        )
+    def of(cls, info: ChunkInfo) -> ChunkOut:
+        return cls.model_validate(info)
 
 
 class UpdateChunkRequest(BaseModel):
