@@ -186,13 +186,7 @@ class ApiClient(HttpApi):
         return self._chat_events("/chat/chat", {"query": query, **params.body()}, "text")
 
     def kb_chat(self, query: str, kb_name: str, params: ChatParams) -> Iterator[ChatEvent]:
-        body = {
-            "query": query,
-            "knowledge_base_name": kb_name,
-            "top_k": params.top_k,
-            "score_threshold": params.score_threshold,
-            **params.body(),
-        }
+        body = {"query": query, "knowledge_base_name": kb_name, **params.retrieval_body()}
         return self._chat_events("/knowledge_base/chat", body, "answer")
 
     def upload_temp_docs(
@@ -204,13 +198,7 @@ class ApiClient(HttpApi):
         return TempDocs.model_validate(data)
 
     def file_chat(self, query: str, knowledge_id: str, params: ChatParams) -> Iterator[ChatEvent]:
-        body = {
-            "query": query,
-            "knowledge_id": knowledge_id,
-            "top_k": params.top_k,
-            "score_threshold": params.score_threshold,
-            **params.body(),
-        }
+        body = {"query": query, "knowledge_id": knowledge_id, **params.retrieval_body()}
         return self._chat_events("/chat/file_chat", body, "answer")
 
     # -- conversations -------------------------------------------------------------------------

@@ -173,3 +173,7 @@ class ChatParams:
             "prompt_name": self.prompt_name,
             "stream": True,
         }
+
+    def retrieval_body(self) -> dict[str, Any]:
+        """body() plus what chats answered from retrieved chunks (KB and file chat) take."""
+        return {"top_k": self.top_k, "score_threshold": self.score_threshold, **self.body()}
