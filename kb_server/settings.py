@@ -62,6 +62,10 @@ class EmbeddingModelSettings(BaseModel):
     # Prefix for queries (not documents). None: the model family's default (BGE zh models
     # have one); "" turns it off.
     query_instruction: str | None = None
+    # Languages the model was trained for, e.g. ["zh", "en"]. None: known from the model
+    # family (all-MiniLM-L6-v2: English only; BGE zh: Chinese and English; unknown: both).
+    # Hybrid search trusts the dense ranking less for questions in other languages.
+    languages: list[str] | None = None
 
 
 class EmbeddingSettings(BaseModel):
@@ -84,6 +88,40 @@ class VectorStoreSettings(BaseModel):
     cache_size: int = Field(8, ge=1)
     # FAISS threads; more than the free cores makes searches slower.
     faiss_threads: int = Field(1, ge=1)
+
+
+SearchMode = Literal["dense", "bm25", "hybrid"]
+
+
+class RerankerSettings(BaseModel):
+    # A cross-encoder (sentence-transformers CrossEncoder), looked up like the embedding model
+    # (embedding.models.<name>.path, embedding.model_root, the Hugging Face cache, the hub).
+    # null: no reranking.
+    model: str | None = "BAAI/bge-reranker-base"
+    # The best this many fused candidates are reranked; the top_k of them are kept.
+    candidates: int = Field(20, ge=1, le=200)
+    batch_size: int = Field(16, ge=1, le=1024)
+    # Longest (question + chunk) the cross-encoder reads, in tokens.
+    max_length: int = Field(512, ge=16, le=8192)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+
+class RetrievalSettings(BaseModel):
+    # dense: embedding similarity; bm25: keyword search over jieba-segmented text; hybrid:
+    # both, fused by weighted reciprocal rank fusion. Requests may choose another.
+    search_mode: SearchMode = "hybrid"
+    # Candidates each retriever hands to the fusion.
+    candidates: int = Field(50, ge=1, le=1000)
+    # RRF constant: a chunk ranked r by a retriever adds weight / (rrf_k + r).
+    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(1.0, ge=0.0)
+    bm25_weight: float = Field(1.0, ge=0.0)
+    # dense_weight is multiplied by this when the embedding model was not trained for the
+    # question's language (e.g. a Chinese question to all-MiniLM-L6-v2).
+    unfit_dense_factor: float = Field(0.1, ge=0.0, le=1.0)
+    # Rerank with reranker.model when it can be loaded; requests may turn it off or on.
+    rerank: bool = True
+    reranker: RerankerSettings = Field(default_factory=RerankerSettings)
 
 
 class LlmEndpointSettings(BaseModel):
@@ -155,6 +193,7 @@ class Settings(BaseSettings):
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     vector_store: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     # Any SQLAlchemy URL; None: a SQLite file ``info.db`` under kb_root.
     database_url: str | None = None
     # The model answering when a request names none; "extractive" needs no LLM at all.

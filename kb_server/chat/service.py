@@ -18,7 +18,7 @@ from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.llm.base import ChatMessage, GenerationParams, LLMClient
 from kb_server.llm.extractive import EXTRACTIVE_MODEL, ExtractiveAnswerer
 from kb_server.llm.registry import build_llm_clients, get_llm_client
-from kb_server.settings import Settings
+from kb_server.settings import SearchMode, Settings
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,11 @@ class LlmChatRequest:
 class KbChatRequest(LlmChatRequest):
     kb_names: Sequence[str]
     top_k: int = 3
-    # Minimum cosine similarity kept; None keeps all.
+    # Minimum score kept (its scale depends on the search mode); None keeps all.
     score_threshold: float | None = None
+    # None: the settings' retrieval.search_mode and retrieval.rerank.
+    search_mode: SearchMode | None = None
+    rerank: bool | None = None
 
 
 @dataclass
@@ -123,14 +126,26 @@ class ChatService:
         return name, get_llm_client(self.llm_clients, name)
 
     def retrieve(
-        self, kb_names: Sequence[str], query: str, top_k: int, score_threshold: float | None
+        self,
+        kb_names: Sequence[str],
+        query: str,
+        top_k: int,
+        score_threshold: float | None,
+        *,
+        search_mode: SearchMode | None = None,
+        rerank: bool | None = None,
     ) -> list[RetrievedDoc]:
-        """The top_k chunks over all named KBs, merged by score (cosine, higher is better)."""
+        """The top_k chunks over all named KBs, merged by score (higher is better)."""
         hits = [
             (kb, hit)
             for kb in kb_names
             for hit in self.kb_service.search(
-                kb, query, top_k=top_k, score_threshold=score_threshold
+                kb,
+                query,
+                top_k=top_k,
+                score_threshold=score_threshold,
+                search_mode=search_mode,
+                rerank=rerank,
             )
         ]
         hits.sort(key=lambda pair: pair[1].score, reverse=True)
@@ -171,7 +186,12 @@ class ChatService:
         name, client = self._client(request.model_name)
         template = self.templates.kb(request.prompt_name)
         docs = self.retrieve(
-            request.kb_names, request.query, request.top_k, request.score_threshold
+            request.kb_names,
+            request.query,
+            request.top_k,
+            request.score_threshold,
+            search_mode=request.search_mode,
+            rerank=request.rerank,
         )
         references = [Reference(d.number, d.file_name, d.text, d.page) for d in docs]
         if not docs:

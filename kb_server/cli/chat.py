@@ -30,7 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kb", nargs="+", default=[], help="knowledge bases to answer from")
     parser.add_argument("--model", help="model name (default: settings.default_llm_model)")
     parser.add_argument("--top-k", type=int, default=3)
-    parser.add_argument("--score-threshold", type=float, help="minimum cosine similarity kept")
+    parser.add_argument(
+        "--score-threshold", type=float, help="minimum score kept (docs/RETRIEVAL.md)"
+    )
+    parser.add_argument(
+        "--search-mode",
+        choices=["dense", "bm25", "hybrid"],
+        help="retrieval mode (default: settings retrieval.search_mode)",
+    )
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument("--history-len", type=int, default=10, help="messages of history kept")
@@ -98,6 +105,7 @@ def run_chat(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
                         kb_names=args.kb,
                         top_k=args.top_k,
                         score_threshold=args.score_threshold,
+                        search_mode=args.search_mode,
                     )
                 )
             else:

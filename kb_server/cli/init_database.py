@@ -103,6 +103,8 @@ def check_lines(report: CheckReport) -> list[str]:
     problems: dict[str, list[int] | list[str]] = {
         "chunks without vectors": report.chunks_without_vectors,
         "vectors without chunks": report.vectors_without_chunks,
+        "chunks without keyword entries": report.chunks_without_keywords,
+        "keyword entries without chunks": report.keywords_without_chunks,
         "files in the database but not in content/": report.files_without_content,
         "files in content/ but not in the database": report.content_without_rows,
     }

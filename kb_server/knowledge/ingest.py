@@ -3,8 +3,10 @@
 1. Load, split and embed (nothing stored is touched; a failure here changes nothing).
 2. One database transaction replaces the files' rows and chunks (new chunk ids = vector ids).
 3. The index drops the old ids, adds the new vectors and is saved atomically.
-A crash between 2 and 3 leaves chunks without vectors and stale vectors without chunks: search
-ignores the latter, and ``check``/``repair`` finds and mends both.
+4. The keyword index drops the old ids and adds the new chunks' terms in one commit.
+A crash between 2 and 4 leaves chunks without vectors or terms and stale entries without
+chunks: search ignores the latter, and ``check``/``repair`` finds and mends both (terms come
+back from the chunk text in the database, without the embedding model).
 The caller holds the KB's write lock.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +31,19 @@ from kb_server.embedding.base import Embedder
 from kb_server.errors import KbError
 from kb_server.knowledge.paths import KbPaths
 from kb_server.knowledge.types import IngestProgress, IngestReport
+from kb_server.retrieval.analyzer import KeywordAnalyzer
 from kb_server.settings import SplitterSettings
 from kb_server.splitting.base import Chunk
 from kb_server.stores.base import VectorStore
+from kb_server.stores.keyword import KeywordEntry, KeywordIndex
 
 logger = logging.getLogger(__name__)
 
 # Files are stored in groups of about this many chunks: bounds memory and the work a crash
 # can lose, while keeping index saves (which rewrite the whole index file) infrequent.
 GROUP_CHUNKS = 4096
+# Chunks read back from the database per keyword-index commit when terms are rebuilt.
+KEYWORD_REBUILD_BATCH = 2000
 
 
 def file_sha256(path: Path) -> str:
@@ -82,6 +88,8 @@ class KbWriter:
         dimension: int,
         store: VectorStore,
         save_store: Callable[[], None],
+        keywords: KeywordIndex,
+        analyzer: KeywordAnalyzer,
         pipeline: DocumentPipeline,
         batch_size: int,
         progress: IngestProgress,
@@ -96,6 +104,9 @@ class KbWriter:
         self.dimension = dimension
         self.store = store
         self.save_store = save_store
+        self.keywords = keywords
+        self.analyzer = analyzer
+        self._keyword_analyzer_checked = False
         self.pipeline = pipeline
         self.batch_size = batch_size
         self.progress = progress
@@ -134,6 +145,8 @@ class KbWriter:
         report = IngestReport()
         existing = self._existing_files()
         indexed_ids = self.store.ids()
+        keyword_ids = self.current_keyword_ids()
+        unchanged_ids: list[int] = []
         self.progress.files_planned(len(file_names))
         group: list[PreparedFile] = []
         group_chunks = 0
@@ -148,6 +161,7 @@ class KbWriter:
             stat = path.stat()
             sha = file_sha256(path)
             if not force and row is not None and self._unchanged(row, sha, wanted, indexed_ids):
+                unchanged_ids += self._chunk_ids(row)
                 report.files_unchanged.append(file_name)
                 report.chunks_reused += row.chunk_count
                 self.progress.file_done(file_name, "unchanged")
@@ -161,6 +175,9 @@ class KbWriter:
                 group, group_chunks = [], 0
         if group:
             self._store_group(group, report)
+        # Unchanged files keep their vectors; their terms are added if the keyword index lacks
+        # them (a KB from before keyword search, a lost or outdated keyword index).
+        self.index_keywords_from_db([i for i in unchanged_ids if i not in keyword_ids])
         report.model_load_seconds = self.model_load_seconds
         report.seconds = time.perf_counter() - started - self.model_load_seconds
         return report
@@ -175,9 +192,55 @@ class KbWriter:
     ) -> bool:
         if row.status != FileStatus.INDEXED or row.sha256 != sha or splitter_of(row) != wanted:
             return False
+        return all(chunk_id in indexed_ids for chunk_id in self._chunk_ids(row))
+
+    def _chunk_ids(self, row: KnowledgeFile) -> list[int]:
         with self.db.session() as session:
-            ids = session.scalars(select(ChunkRow.id).where(ChunkRow.file_id == row.id)).all()
-        return all(chunk_id in indexed_ids for chunk_id in ids)
+            return list(session.scalars(select(ChunkRow.id).where(ChunkRow.file_id == row.id)))
+
+    # -- keyword index -----------------------------------------------------------------------
+
+    def _check_keyword_analyzer(self) -> None:
+        """Empty a keyword index whose terms came from another analyzer version (they would
+        never match), before anything is added to it."""
+        if self._keyword_analyzer_checked:
+            return
+        if self.keywords.analyzer_version not in (None, self.analyzer.version):
+            logger.info("keyword index analyzed with another version: rebuilding it")
+            self.keywords.clear(self.analyzer.version)
+        self._keyword_analyzer_checked = True
+
+    def current_keyword_ids(self) -> set[int]:
+        self._check_keyword_analyzer()
+        return self.keywords.ids()
+
+    def update_keywords(
+        self, *, delete: Collection[int] = (), add: Sequence[KeywordEntry] = ()
+    ) -> None:
+        self._check_keyword_analyzer()
+        self.keywords.update(delete=delete, add=add, analyzer_version=self.analyzer.version)
+
+    def keyword_entries(self, rows: Sequence[tuple[int, str]]) -> list[KeywordEntry]:
+        return [KeywordEntry(chunk_id, self.analyzer.terms(text)) for chunk_id, text in rows]
+
+    def index_keywords_from_db(self, chunk_ids: Sequence[int]) -> None:
+        """(Re)index the terms of chunks from their text in the database."""
+        for start in range(0, len(chunk_ids), KEYWORD_REBUILD_BATCH):
+            batch = chunk_ids[start : start + KEYWORD_REBUILD_BATCH]
+            with self.db.session() as session:
+                rows = session.execute(
+                    select(ChunkRow.id, ChunkRow.text).where(
+                        ChunkRow.kb_id == self.kb_id, ChunkRow.id.in_(batch)
+                    )
+                ).all()
+            self.update_keywords(add=self.keyword_entries([(i, text) for i, text in rows]))
+
+    def drop_keyword_orphans(self, chunk_ids: set[int]) -> None:
+        """Remove keyword entries whose chunks are gone."""
+        orphans = self.current_keyword_ids() - chunk_ids
+        if orphans:
+            logger.info("removing %d keyword entries without chunks", len(orphans))
+            self.update_keywords(delete=orphans)
 
     def _load(self, prepared: PreparedFile, path: Path) -> None:
         try:
@@ -195,6 +258,7 @@ class KbWriter:
         texts = [chunk.text for prepared in group for chunk in prepared.chunks]
         self.progress.embedding_planned(len(texts))
         vectors = self.embed(texts)
+        terms = [self.analyzer.terms(text) for text in texts]
         new_ids: list[int] = []
         old_ids: list[int] = []
         with self.db.transaction() as session:
@@ -204,6 +268,9 @@ class KbWriter:
         if new_ids:
             self.store.add(new_ids, vectors)
         self.save_store()
+        self.update_keywords(
+            delete=old_ids, add=[KeywordEntry(i, t) for i, t in zip(new_ids, terms, strict=True)]
+        )
         for prepared in group:
             if prepared.error:
                 report.files_failed[prepared.file_name] = prepared.error
@@ -274,4 +341,5 @@ class KbWriter:
         if old_ids:
             self.store.delete(old_ids)
             self.save_store()
+            self.update_keywords(delete=old_ids)
         return removed

@@ -77,6 +77,8 @@ class KbMaintenance:
                 service.stores.evict(old_folder)
                 shutil.rmtree(old_folder, ignore_errors=True)
             writer = service.writer(kb, progress)
+            if force:
+                writer.keywords.clear(service.analyzer.version)
             content = set(service.content_files(name))
             vanished = [file for file in self._row_names(kb) if file not in content]
             report = IngestReport(files_removed=writer.remove(vanished))
@@ -117,6 +119,10 @@ class KbMaintenance:
             kb = service.kb_row(name)
             store = service.store_for(kb)
             index_ids = store.ids()
+            keywords = service.keywords_for(kb)
+            # Terms from another analyzer version do not count: they are rebuilt.
+            current = keywords.analyzer_version in (None, service.analyzer.version)
+            keyword_ids = keywords.ids() if current else set()
             with service.db.session() as session:
                 chunk_ids = set(session.scalars(select(ChunkRow.id).where(ChunkRow.kb_id == kb.id)))
             rows = self._row_names(kb)
@@ -125,6 +131,8 @@ class KbMaintenance:
                 kb_name=kb.name,
                 chunks_without_vectors=sorted(chunk_ids - index_ids),
                 vectors_without_chunks=sorted(index_ids - chunk_ids),
+                chunks_without_keywords=sorted(chunk_ids - keyword_ids),
+                keywords_without_chunks=sorted(keyword_ids - chunk_ids),
                 files_without_content=sorted(set(rows) - content),
                 content_without_rows=sorted(content - set(rows)),
                 failed_files={
@@ -153,6 +161,10 @@ class KbMaintenance:
                 vectors = writer.embed([text for _, text in missing])
                 writer.store.add([chunk_id for chunk_id, _ in missing], vectors)
                 writer.save_store()
+            known = writer.current_keyword_ids()
+            writer.index_keywords_from_db(
+                [i for i in found.chunks_without_keywords if i not in known]
+            )
             writer.ingest(found.content_without_rows)
             return found
 
@@ -164,3 +176,4 @@ class KbMaintenance:
             logger.info("%s: removing %d vectors without chunks", kb.name, len(orphans))
             writer.store.delete(orphans)
             writer.save_store()
+        writer.drop_keyword_orphans(chunk_ids)

@@ -3,6 +3,7 @@
 Layout under the KB root:
     <kb>/content/<file name>              uploaded files (sub-folders allowed)
     <kb>/vector_store/<model folder>/     one index per embedding model
+    <kb>/keyword_index/                   BM25 index (rebuilt from info.db when lost)
     .locks/<kb>.lock                      cross-process write lock of a KB
     info.db                               default metadata database
 """
@@ -95,6 +96,10 @@ class KbPaths:
 
     def vector_store(self, embed_model: str) -> Path:
         return self.root / "vector_store" / model_folder_name(embed_model)
+
+    @property
+    def keyword_index(self) -> Path:
+        return self.root / "keyword_index"
 
     def content_file(self, file_name: str) -> Path:
         relative = validate_file_name(file_name)

@@ -7,6 +7,7 @@ a lock that holds across processes; reads take no lock.
 from __future__ import annotations
 
 import functools
+import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -38,10 +39,16 @@ from kb_server.knowledge.types import (
     NoProgress,
     SearchHit,
 )
-from kb_server.settings import Settings, SplitterSettings
+from kb_server.retrieval.analyzer import KeywordAnalyzer
+from kb_server.retrieval.reranker import load_reranker
+from kb_server.retrieval.retriever import KbIndexes, Retriever
+from kb_server.settings import SearchMode, Settings, SplitterSettings
 from kb_server.stores.base import VectorStore
-from kb_server.stores.cache import VectorStoreCache
-from kb_server.stores.registry import open_vector_store
+from kb_server.stores.cache import KeywordIndexCache, VectorStoreCache
+from kb_server.stores.keyword import KeywordIndex
+from kb_server.stores.registry import open_keyword_index, open_vector_store
+
+logger = logging.getLogger(__name__)
 
 EmbedderProvider = Callable[[str], Embedder]
 
@@ -74,6 +81,11 @@ class KnowledgeBaseService:
             settings.vector_store.cache_size,
             functools.partial(open_vector_store, settings=settings.vector_store),
         )
+        self.keyword_indexes = KeywordIndexCache(
+            settings.vector_store.cache_size, open_keyword_index
+        )
+        self.analyzer = KeywordAnalyzer()
+        self.retriever = Retriever(settings, self.analyzer, lambda: load_reranker(settings))
         self.locks = locks or KbLocks()
         self._pipeline: DocumentPipeline | None = None
         self._pipeline_guard = threading.Lock()
@@ -120,6 +132,9 @@ class KnowledgeBaseService:
         directory = self.paths(kb.name).vector_store(kb.embed_model)
         return self.stores.get(kb.vs_type, directory, kb.embed_dimension)
 
+    def keywords_for(self, kb: KnowledgeBase) -> KeywordIndex:
+        return self.keyword_indexes.get(kb.vs_type, self.paths(kb.name).keyword_index)
+
     def writer(self, kb: KnowledgeBase, progress: IngestProgress | None = None) -> KbWriter:
         store = self.store_for(kb)
         return KbWriter(
@@ -131,6 +146,8 @@ class KnowledgeBaseService:
             dimension=kb.embed_dimension,
             store=store,
             save_store=store.save,
+            keywords=self.keywords_for(kb),
+            analyzer=self.analyzer,
             pipeline=self.pipeline,
             batch_size=self.settings.embedding.batch_size,
             progress=progress or NoProgress(),
@@ -217,6 +234,7 @@ class KnowledgeBaseService:
             with self.db.transaction() as session:
                 session.delete(session.get_one(KnowledgeBase, row.id))
             self.stores.evict(paths.root / "vector_store")
+            self.keyword_indexes.evict(paths.keyword_index)
             shutil.rmtree(paths.root, ignore_errors=True)
 
     # -- files -------------------------------------------------------------------------------
@@ -344,6 +362,7 @@ class KnowledgeBaseService:
                 file_name = row.file.file_name
             writer.store.add([chunk_id], vector)
             writer.save_store()
+            writer.update_keywords(add=writer.keyword_entries([(chunk_id, text)]))
             return self._chunk_infos([(row, file_name)])[0]
 
     def search(
@@ -354,11 +373,19 @@ class KnowledgeBaseService:
         top_k: int = 3,
         score_threshold: float | None = None,
         file_names: Sequence[str] | None = None,
+        search_mode: SearchMode | None = None,
+        rerank: bool | None = None,
     ) -> list[SearchHit]:
-        """The top_k chunks by cosine similarity; ``score_threshold`` is the minimum kept."""
+        """The top_k chunks for ``query``, best first.
+
+        ``search_mode`` (default: retrieval.search_mode) picks dense, bm25 or hybrid retrieval;
+        ``rerank`` (default: retrieval.rerank) reorders the candidates with the cross-encoder
+        when one is available; ``score_threshold`` is the minimum ``score`` kept (its scale per
+        mode: kb_server.retrieval.retriever).
+        """
         kb = self.kb_row(kb_name)
-        embedder = self.embedder_for(kb)
-        store = self.store_for(kb)
+        mode = search_mode or self.settings.retrieval.search_mode
+        use_reranker = self.settings.retrieval.rerank if rerank is None else rerank
         allowed: set[int] | None = None
         if file_names is not None:
             names = [validate_file_name(name) for name in file_names]
@@ -372,16 +399,58 @@ class KnowledgeBaseService:
                 )
             if not allowed:
                 return []
-        # Vectors whose rows a crash left behind are skipped below; fetch a few extra.
-        hits = store.search(embedder.embed_query(query), top_k + 8, allowed_ids=allowed)
-        if score_threshold is not None:
-            hits = [hit for hit in hits if hit.score >= score_threshold]
+        if mode != "dense":
+            self._ensure_keyword_index(kb)
+        indexes = KbIndexes(
+            embed_model=kb.embed_model,
+            dense=lambda: (self.embedder_for(kb), self.store_for(kb)),
+            keywords=self.keywords_for(kb),
+        )
+        ranked = self.retriever.rank(
+            query,
+            indexes,
+            mode=mode,
+            candidates=self.retriever.candidates(top_k, use_reranker),
+            allowed_ids=allowed,
+        )
+        # Entries whose chunks a crash (or a concurrent delete) removed are skipped here.
         with self.db.session() as session:
             rows = session.execute(
                 select(ChunkRow, KnowledgeFile.file_name)
                 .join(KnowledgeFile)
-                .where(ChunkRow.id.in_([hit.id for hit in hits]), ChunkRow.kb_id == kb.id)
+                .where(ChunkRow.id.in_([chunk.id for chunk in ranked]), ChunkRow.kb_id == kb.id)
             ).all()
             by_id = {info.id: info for info in self._chunk_infos(list(rows))}
-        found = [SearchHit(by_id[hit.id], hit.score) for hit in hits if hit.id in by_id]
-        return found[:top_k]
+        final = self.retriever.finish(
+            query,
+            [chunk for chunk in ranked if chunk.id in by_id],
+            lambda ids: [by_id[chunk_id].text for chunk_id in ids],
+            top_k=top_k,
+            score_threshold=score_threshold,
+            rerank=use_reranker,
+        )
+        return [SearchHit(by_id[chunk.id], chunk.score, chunk.scores) for chunk in final]
+
+    def _ensure_keyword_index(self, kb: KnowledgeBase) -> None:
+        """Fill a keyword index that is empty while the KB has chunks (a KB built before
+        keyword search, a deleted or unreadable index), from the chunk texts in the database."""
+        keywords = self.keywords_for(kb)
+        if keywords.count() > 0 and keywords.analyzer_version == self.analyzer.version:
+            return
+        with self.db.session() as session:
+            has_chunks = session.scalar(select(ChunkRow.id).where(ChunkRow.kb_id == kb.id).limit(1))
+        if has_chunks is None:
+            return
+        with self.write_lock(kb.name):
+            writer = self.writer(kb)
+            known = writer.current_keyword_ids()
+            with self.db.session() as session:
+                chunk_ids = list(
+                    session.scalars(select(ChunkRow.id).where(ChunkRow.kb_id == kb.id))
+                )
+            missing = [chunk_id for chunk_id in chunk_ids if chunk_id not in known]
+            if missing:
+                logger.info(
+                    "%s: indexing the terms of %d chunks for keyword search", kb.name, len(missing)
+                )
+                writer.index_keywords_from_db(missing)

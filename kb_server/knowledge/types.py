@@ -92,10 +92,18 @@ class ChunkInfo:
 
 @dataclass(frozen=True)
 class SearchHit:
-    """A retrieved chunk; ``score`` is the cosine similarity in [-1, 1], higher is better."""
+    """A retrieved chunk and how relevant it is; higher is better in every mode.
+
+    ``score`` is what ``score_threshold`` filters on (docs/RETRIEVAL.md): the cosine similarity
+    in dense mode, the normalized keyword score in [0, 1] in bm25 mode, their weighted blend in
+    hybrid mode, and the reranker's probability in [0, 1] when a reranker ordered the hits.
+    ``scores`` holds each retriever's own figure: "dense" (cosine), "bm25" (raw BM25),
+    "keyword" (normalized BM25), "rrf" (fused rank score), "rerank".
+    """
 
     chunk: ChunkInfo
     score: float
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,11 +131,14 @@ class IngestReport:
 
 @dataclass
 class CheckReport:
-    """Differences between the database, the vector index and the content folder of a KB."""
+    """Differences between the database, the vector index, the keyword index and the content
+    folder of a KB."""
 
     kb_name: str
     chunks_without_vectors: list[int] = field(default_factory=list)
     vectors_without_chunks: list[int] = field(default_factory=list)
+    chunks_without_keywords: list[int] = field(default_factory=list)
+    keywords_without_chunks: list[int] = field(default_factory=list)
     files_without_content: list[str] = field(default_factory=list)
     content_without_rows: list[str] = field(default_factory=list)
     failed_files: dict[str, str] = field(default_factory=dict)
@@ -137,6 +148,8 @@ class CheckReport:
         return not (
             self.chunks_without_vectors
             or self.vectors_without_chunks
+            or self.chunks_without_keywords
+            or self.keywords_without_chunks
             or self.files_without_content
             or self.content_without_rows
         )

@@ -13,9 +13,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from kb_server.stores.base import VectorStore
+from kb_server.stores.keyword import KeywordIndex
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,15 @@ logger = logging.getLogger(__name__)
 # settings=settings.vector_store).
 Opener = Callable[[str, Path, int], VectorStore]
 CacheKey = tuple[str, Path]
+
+
+def _drop_under(entries: OrderedDict[CacheKey, Any], directory: Path) -> int:
+    """Remove the entries kept in ``directory`` or below it; returns how many went."""
+    root = directory.resolve()
+    doomed = [key for key in entries if key[1] == root or root in key[1].parents]
+    for key in doomed:
+        del entries[key]
+    return len(doomed)
 
 
 @runtime_checkable
@@ -66,12 +76,8 @@ class VectorStoreCache:
         Call it when a knowledge base is deleted or rebuilt; passing the KB folder drops the
         stores of all its embedding models.
         """
-        root = directory.resolve()
         with self._lock:
-            doomed = [key for key in self._stores if key[1] == root or root in key[1].parents]
-            for key in doomed:
-                del self._stores[key]
-        return len(doomed)
+            return _drop_under(self._stores, directory)
 
     def clear(self) -> None:
         with self._lock:
@@ -89,3 +95,33 @@ class VectorStoreCache:
             logger.info("Reloading %s store %s: it was saved by another process", *key)
             return False
         return True
+
+
+class KeywordIndexCache:
+    """Open keyword indexes by (vs_type, directory), at most ``capacity``; thread-safe. An
+    index notices other processes' commits itself, so entries never go stale."""
+
+    def __init__(self, capacity: int, opener: Callable[[str, Path], KeywordIndex]) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self._capacity = capacity
+        self._opener = opener
+        self._lock = threading.Lock()
+        self._indexes: OrderedDict[CacheKey, KeywordIndex] = OrderedDict()
+
+    def get(self, vs_type: str, directory: Path) -> KeywordIndex:
+        key = (vs_type, directory.resolve())
+        with self._lock:
+            index = self._indexes.get(key)
+            if index is None:
+                index = self._opener(vs_type, key[1])
+                self._indexes[key] = index
+            self._indexes.move_to_end(key)
+            while len(self._indexes) > self._capacity:
+                self._indexes.popitem(last=False)
+            return index
+
+    def evict(self, directory: Path) -> int:
+        """Drop the indexes kept in ``directory`` or below it (a deleted or rebuilt KB)."""
+        with self._lock:
+            return _drop_under(self._indexes, directory)

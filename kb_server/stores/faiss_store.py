@@ -163,6 +163,17 @@ class FaissStore:
             if label != -1
         ]
 
+    def similarities(self, vector: NDArray[np.float32], ids: Collection[int]) -> dict[int, float]:
+        query = self._matrix(vector, "query vector", allow_single_row=True).reshape(-1)
+        found: dict[int, NDArray[np.float32]] = {}
+        with self._lock:
+            for chunk_id in _id_array(ids).tolist():
+                try:
+                    found[chunk_id] = self._index.reconstruct(chunk_id)
+                except RuntimeError:  # not in the index
+                    continue
+        return {chunk_id: float(np.dot(stored, query)) for chunk_id, stored in found.items()}
+
     def count(self) -> int:
         with self._lock:
             return int(self._index.ntotal)

@@ -85,6 +85,17 @@ def test_scores_are_cosine_similarities_best_first(
     assert [hit.score for hit in hits] == pytest.approx(cosines[expected_rows].tolist(), abs=1e-5)
 
 
+def test_similarities_score_given_ids_and_skip_absent_ones(
+    filled_store: VectorStore, ids: list[int], vectors: NDArray[np.float32]
+) -> None:
+    query = unit_vectors(1, seed=3)[0]
+    found = filled_store.similarities(query, [ids[3], ids[40], 999_999])
+
+    assert set(found) == {ids[3], ids[40]}
+    assert found[ids[3]] == pytest.approx(float(vectors[3] @ query), abs=1e-5)
+    assert found[ids[40]] == pytest.approx(float(vectors[40] @ query), abs=1e-5)
+
+
 def test_delete_removes_ids_everywhere_and_returns_the_count(
     filled_store: VectorStore, ids: list[int], vectors: NDArray[np.float32]
 ) -> None:

@@ -102,6 +102,8 @@ def _kb_chat(
             kb_names=body.kb_names(),
             top_k=body.top_k,
             score_threshold=min_cosine,
+            search_mode=body.search_mode,
+            rerank=body.rerank,
         )
     )
     if body.stream:

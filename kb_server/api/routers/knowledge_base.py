@@ -1,9 +1,10 @@
 """Knowledge-base management under ``/knowledge_base``, compatible with Langchain-Chatchat 0.2.x.
 
 Unlike Chatchat, a failure is answered with its real HTTP status (the envelope's ``code`` equals
-it). search_docs' ``score_threshold`` is a minimum cosine similarity; values >= 1 keep every hit,
-which is what Chatchat's default of 1.0 means on its own scale. upload_docs' ``docs`` and every
-``not_refresh_vs_cache`` are accepted and ignored: the service refreshes its index cache itself.
+it). search_docs' ``score_threshold`` is a minimum score (docs/RETRIEVAL.md); values >= 1 keep
+every hit, which is what Chatchat's default of 1.0 means on its own scale. upload_docs' ``docs``
+and every ``not_refresh_vs_cache`` are accepted and ignored: the service refreshes its index
+cache itself.
 """
 
 from __future__ import annotations
@@ -240,6 +241,8 @@ def search_docs(request: SearchDocsRequest, service: KbServiceDep) -> list[Searc
         top_k=request.top_k,
         score_threshold=request.min_score(),
         file_names=request.file_names(),
+        search_mode=request.search_mode,
+        rerank=request.rerank,
     )
     return [SearchDoc.of(hit) for hit in hits]
 

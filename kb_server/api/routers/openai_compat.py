@@ -170,6 +170,8 @@ def _start(chat: ChatService, body: ChatCompletionBody) -> ChatStream:
             kb_names=[kb_name],
             top_k=body.top_k,
             score_threshold=body.score_threshold,
+            search_mode=body.search_mode,
+            rerank=body.rerank,
         )
     )
 

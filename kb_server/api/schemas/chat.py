@@ -8,6 +8,7 @@ from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, Field
 
+from kb_server.api.schemas.retrieval import RetrievalOptions
 from kb_server.chat.service import RetrievedDoc
 from kb_server.llm.base import ChatMessage
 
@@ -52,7 +53,7 @@ class LlmChatBody(BaseModel):
         }
 
 
-class RetrievalChatBody(LlmChatBody):
+class RetrievalChatBody(LlmChatBody, RetrievalOptions):
     """A chat answered from retrieved chunks: a knowledge base's or a temporary one's."""
 
     top_k: int = Field(3, ge=1, le=100, description="How many chunks to answer from.")
@@ -60,9 +61,11 @@ class RetrievalChatBody(LlmChatBody):
         None,
         ge=-1.0,
         le=1.0,
-        description="The minimum cosine similarity a chunk needs (higher is stricter); "
-        "null keeps every chunk.",
+        description="The minimum score a chunk needs (higher is stricter); null keeps every "
+        "chunk. The score is the cosine similarity in dense mode, a relevance in [0, 1] in "
+        "bm25 and hybrid mode, the reranker's probability when reranked (docs/RETRIEVAL.md).",
     )
+
     model_name: str | None = Field(
         None,
         description='An LLM, or "extractive" (cited sentences, no LLM); '

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kb_server.api.envelope import Envelope
+from kb_server.api.schemas.retrieval import RetrievalOptions
 from kb_server.errors import InvalidInputError
 from kb_server.knowledge.types import ChunkInfo, FileInfo, KbInfo, SearchHit
 from kb_server.settings import SplitterSettings
@@ -221,7 +222,7 @@ class UpdateDocsRequest(SplitterFields):
 # -- search and chunks -------------------------------------------------------------------------
 
 
-class SearchDocsRequest(BaseModel):
+class SearchDocsRequest(RetrievalOptions):
     query: str = Field(min_length=1)
     knowledge_base_name: KbName
     top_k: int = Field(3, ge=1, le=100)
@@ -229,8 +230,10 @@ class SearchDocsRequest(BaseModel):
         None,
         ge=-1.0,
         le=2.0,
-        description="Minimum cosine similarity kept (higher is more similar). Values >= 1 keep "
-        "every hit: Chatchat's clients send 1.0, which on its distance scale means no filter.",
+        description="Minimum score kept (higher is more relevant): the cosine similarity in "
+        "dense mode, a relevance in [0, 1] in bm25 and hybrid mode, the reranker's probability "
+        "when reranked (docs/RETRIEVAL.md). Values >= 1 keep every hit: Chatchat's clients "
+        "send 1.0, which on its distance scale means no filter.",
     )
     file_name: str | list[str] | None = Field(None, description="Only chunks of these files")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Accepted and ignored")
@@ -259,13 +262,24 @@ class SearchDoc(BaseModel):
     metadata: dict[str, Any]
     type: Literal["Document"] = "Document"
     id: int = Field(description="chunk id (update_chunk takes it)")
-    score: float = Field(description="cosine similarity, higher is better")
+    score: float = Field(description="relevance in the search mode, higher is better")
+    scores: dict[str, float] = Field(
+        default_factory=dict,
+        description="each retriever's own score: dense (cosine), bm25 (raw BM25), keyword "
+        "(BM25 scaled to [0, 1]), rrf (fused rank score), rerank (probability)",
+    )
 
     @classmethod
     def of(cls, hit: SearchHit) -> SearchDoc:
         chunk = hit.chunk
         metadata = {**chunk.metadata, "file_name": chunk.file_name, "seq": chunk.seq}
-        return cls(page_content=chunk.text, metadata=metadata, id=chunk.id, score=hit.score)
+        return cls(
+            page_content=chunk.text,
+            metadata=metadata,
+            id=chunk.id,
+            score=hit.score,
+            scores=hit.scores,
+        )
 
 
 class ChunkOut(BaseModel):

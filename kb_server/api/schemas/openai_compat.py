@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from kb_server.api.schemas.chat import SourceDoc
+from kb_server.api.schemas.retrieval import RetrievalOptions
 from kb_server.llm.base import ChatMessage
 
 # A model named "kb/<knowledge base>" answers from that knowledge base.
@@ -37,7 +38,7 @@ class OpenAIMessage(BaseModel):
         return ChatMessage("user" if self.role == "user" else "assistant", self.text())
 
 
-class ChatCompletionBody(BaseModel):
+class ChatCompletionBody(RetrievalOptions):
     model: str = Field(
         description='A configured LLM, or "kb/<knowledge base>" to answer from that '
         "knowledge base.",
@@ -64,8 +65,12 @@ class ChatCompletionBody(BaseModel):
     model_name: str | None = Field(None, description="Same as llm_model.")
     top_k: int = Field(3, ge=1, le=100, description="kb/ models: chunks to answer from.")
     score_threshold: float | None = Field(
-        None, ge=-1.0, le=1.0, description="kb/ models: the minimum cosine similarity kept."
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="kb/ models: the minimum score kept (see /knowledge_base/search_docs).",
     )
+
     prompt_name: str | None = Field(None, description="A template in configs/prompts.yaml.")
 
     def kb_name(self) -> str | None:

@@ -110,10 +110,14 @@ def test_new_chunk_settings_embed_the_file_again(
     assert all(len(chunk.text) <= 60 for chunk in service.list_chunks(kb, "cats.txt"))
 
 
-def test_score_threshold_is_the_minimum_cosine_kept(service: KnowledgeBaseService, kb: str) -> None:
-    hits = service.search(kb, "rocket stages and fuel", top_k=5)
+def test_score_threshold_is_the_minimum_cosine_kept_in_dense_mode(
+    service: KnowledgeBaseService, kb: str
+) -> None:
+    hits = service.search(kb, "rocket stages and fuel", top_k=5, search_mode="dense")
     threshold = (hits[0].score + hits[-1].score) / 2
-    kept = service.search(kb, "rocket stages and fuel", top_k=5, score_threshold=threshold)
+    kept = service.search(
+        kb, "rocket stages and fuel", top_k=5, score_threshold=threshold, search_mode="dense"
+    )
     assert kept
     assert all(hit.score >= threshold for hit in kept)
     assert len(kept) < len(hits)

@@ -1,0 +1,1 @@
+"""Retrieval: keyword analysis, hybrid ranking, fusion and reranking."""

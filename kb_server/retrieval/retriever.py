@@ -1,0 +1,179 @@
+"""From a question to ranked chunk ids: dense, BM25 or hybrid, then an optional rerank.
+
+Scores (docs/RETRIEVAL.md; higher is better everywhere; ``score_threshold`` applies to
+``score``):
+- dense: the cosine similarity of question and chunk, in [-1, 1];
+- bm25: the chunk's BM25 divided by the sum of the question terms' idf, capped at 1: about the
+  idf-weighted share of the question's terms the chunk contains (1.0: all of them);
+- hybrid: the order is weighted reciprocal rank fusion of both lists; the score is the blend
+  (w_dense * max(cosine, 0) + w_bm25 * keyword) / (w_dense + w_bm25), in [0, 1];
+- reranked: the cross-encoder's probability that the chunk answers the question, in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from kb_server.embedding.base import Embedder
+from kb_server.retrieval.analyzer import KeywordAnalyzer
+from kb_server.retrieval.fitness import dense_weight
+from kb_server.retrieval.fusion import weighted_rrf
+from kb_server.retrieval.reranker import Reranker
+from kb_server.settings import SearchMode, Settings
+from kb_server.stores.base import VectorStore
+from kb_server.stores.keyword import KeywordIndex
+
+
+@dataclass(frozen=True)
+class RankedChunk:
+    id: int
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KbIndexes:
+    """What one knowledge base offers a search; the dense side is opened only when needed (a
+    bm25 search never loads the embedding model)."""
+
+    embed_model: str
+    dense: Callable[[], tuple[Embedder, VectorStore]]
+    keywords: KeywordIndex
+
+
+class _KeywordSide:
+    def __init__(self, index: KeywordIndex, terms: list[str]) -> None:
+        self.index = index
+        self.terms = terms
+        # The best a chunk can score: every term once, at average length (see KeywordIndex.idf).
+        self.full_score = sum(index.idf(terms).values())
+
+    def relevance(self, bm25: float) -> float:
+        return min(1.0, bm25 / self.full_score) if self.full_score > 0 else 0.0
+
+    def search(self, k: int, allowed_ids: Collection[int] | None) -> dict[int, float]:
+        hits = self.index.search(self.terms, k, allowed_ids=allowed_ids)
+        return {hit.id: hit.bm25 for hit in hits}
+
+
+class Retriever:
+    def __init__(
+        self,
+        settings: Settings,
+        analyzer: KeywordAnalyzer,
+        reranker: Callable[[], Reranker | None],
+    ) -> None:
+        self.settings = settings
+        self.analyzer = analyzer
+        self._reranker = reranker
+
+    def candidates(self, top_k: int, rerank: bool) -> int:
+        """How many ids each list should return for a final top_k."""
+        wanted = max(self.settings.retrieval.candidates, top_k)
+        if rerank:
+            wanted = max(wanted, self.settings.retrieval.reranker.candidates)
+        return wanted
+
+    def rank(
+        self,
+        query: str,
+        indexes: KbIndexes,
+        *,
+        mode: SearchMode,
+        candidates: int,
+        allowed_ids: Collection[int] | None = None,
+    ) -> list[RankedChunk]:
+        """Candidate chunks in the mode's order, each with its scores."""
+        if mode == "dense":
+            embedder, store = indexes.dense()
+            hits = store.search(embedder.embed_query(query), candidates, allowed_ids=allowed_ids)
+            return [RankedChunk(hit.id, hit.score, {"dense": hit.score}) for hit in hits]
+        keyword = _KeywordSide(indexes.keywords, self.analyzer.query_terms(query))
+        if mode == "bm25":
+            found = keyword.search(candidates, allowed_ids)
+            return [
+                RankedChunk(
+                    chunk_id,
+                    keyword.relevance(bm25),
+                    {"bm25": bm25, "keyword": keyword.relevance(bm25)},
+                )
+                for chunk_id, bm25 in found.items()
+            ]
+        return self._hybrid(query, indexes, keyword, candidates, allowed_ids)
+
+    def _hybrid(
+        self,
+        query: str,
+        indexes: KbIndexes,
+        keyword: _KeywordSide,
+        candidates: int,
+        allowed_ids: Collection[int] | None,
+    ) -> list[RankedChunk]:
+        settings = self.settings
+        embedder, store = indexes.dense()
+        vector = embedder.embed_query(query)
+        cosines = {
+            hit.id: hit.score for hit in store.search(vector, candidates, allowed_ids=allowed_ids)
+        }
+        bm25 = keyword.search(candidates, allowed_ids)
+        w_dense = dense_weight(query, indexes.embed_model, settings.retrieval, settings.embedding)
+        w_bm25 = settings.retrieval.bm25_weight
+        fused = weighted_rrf(
+            {"dense": list(cosines), "bm25": list(bm25)},
+            {"dense": w_dense, "bm25": w_bm25},
+            settings.retrieval.rrf_k,
+        )
+        # Each chunk's score on the list that did not return it, for the blended score.
+        ids = [chunk_id for chunk_id, _ in fused]
+        no_cosine = [chunk_id for chunk_id in ids if chunk_id not in cosines]
+        if no_cosine:
+            cosines.update(store.similarities(vector, no_cosine))
+        no_bm25 = [chunk_id for chunk_id in ids if chunk_id not in bm25]
+        if no_bm25 and keyword.terms:
+            bm25.update(keyword.search(len(no_bm25), no_bm25))
+        total_weight = (w_dense + w_bm25) or 1.0
+        ranked = []
+        for chunk_id, rrf in fused:
+            cosine = cosines.get(chunk_id, 0.0)
+            raw_bm25 = bm25.get(chunk_id, 0.0)
+            relevance = keyword.relevance(raw_bm25)
+            blend = (w_dense * max(cosine, 0.0) + w_bm25 * relevance) / total_weight
+            ranked.append(
+                RankedChunk(
+                    chunk_id,
+                    blend,
+                    {"dense": cosine, "bm25": raw_bm25, "keyword": relevance, "rrf": rrf},
+                )
+            )
+        return ranked
+
+    def finish(
+        self,
+        query: str,
+        ranked: Sequence[RankedChunk],
+        texts: Callable[[Sequence[int]], Sequence[str]],
+        *,
+        top_k: int,
+        score_threshold: float | None,
+        rerank: bool,
+    ) -> list[RankedChunk]:
+        """Rerank (when asked and a reranker is available), apply the threshold, cut to top_k.
+
+        ``ranked`` holds only chunks that exist; ``texts`` gives their texts, in order.
+        """
+        reranker = self._reranker() if rerank else None
+        if reranker is not None and ranked:
+            pool = list(ranked[: self.settings.retrieval.reranker.candidates])
+            probabilities = reranker.score(query, texts([chunk.id for chunk in pool]))
+            ranked = sorted(
+                (
+                    RankedChunk(chunk.id, probability, {**chunk.scores, "rerank": probability})
+                    for chunk, probability in zip(pool, probabilities, strict=True)
+                ),
+                key=lambda chunk: chunk.score,
+                reverse=True,
+            )
+        if score_threshold is not None:
+            ranked = [chunk for chunk in ranked if chunk.score >= score_threshold]
+        return list(ranked[:top_k])
