@@ -162,6 +162,8 @@ class ChatParams:
     history: tuple[tuple[str, str], ...] = ()
     top_k: int = 3
     score_threshold: float | None = None
+    # None: the server's default (retrieval.search_mode).
+    search_mode: str | None = None
     prompt_name: str = "default"
 
     def body(self) -> dict[str, Any]:
@@ -176,4 +178,9 @@ class ChatParams:
 
     def retrieval_body(self) -> dict[str, Any]:
         """body() plus what chats answered from retrieved chunks (KB and file chat) take."""
-        return {"top_k": self.top_k, "score_threshold": self.score_threshold, **self.body()}
+        return {
+            "top_k": self.top_k,
+            "score_threshold": self.score_threshold,
+            "search_mode": self.search_mode,
+            **self.body(),
+        }

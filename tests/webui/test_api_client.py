@@ -75,6 +75,18 @@ def test_kb_chat_stream_yields_deltas_then_docs(api_client: ApiClient, shop_kb: 
     assert events[-1].docs[0].url.startswith("/knowledge_base/download_doc?")
 
 
+def test_kb_chat_sends_the_chosen_search_mode(api_client: ApiClient, shop_kb: str) -> None:
+    def sources(mode: str) -> set[str]:
+        params = ChatParams(model_name="extractive", top_k=3, search_mode=mode)
+        events = list(api_client.kb_chat("fourteen days", shop_kb, params))
+        assert isinstance(events[-1], ChatDocs)
+        return {doc.source for doc in events[-1].docs}
+
+    # Keyword search only returns chunks holding a word of the question; dense returns neighbours.
+    assert sources("bm25") == {"退款 政策.txt"}
+    assert len(sources("dense")) == 2
+
+
 def test_llm_chat_stream_with_tiny_model(api_client: ApiClient) -> None:
     params = ChatParams(model_name="tiny-qwen", temperature=0.0, max_tokens=4)
     events = list(api_client.llm_chat("你好", params))

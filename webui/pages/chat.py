@@ -24,6 +24,12 @@ LLM_MODE = "LLM 对话"
 KB_MODE = "知识库问答"
 FILE_MODE = "文件对话"
 MODES = (LLM_MODE, KB_MODE, FILE_MODE)
+# Label -> search_mode sent to the API (None: the server's default, hybrid as shipped).
+SEARCH_MODES: dict[str, str | None] = {
+    "混合检索（默认）": None,
+    "关键词检索 BM25": "bm25",
+    "向量检索": "dense",
+}
 EXTRACTIVE = "extractive"
 FILE_CHAT_ID_KEY = "file_chat_id"
 
@@ -96,18 +102,22 @@ def render_settings(client: ApiClient) -> ChatSetup:
         if mode == FILE_MODE:
             _upload_files(client)
         model = _model_choice(client, mode)
-        top_k, threshold = 3, 0.0
+        top_k, threshold, search_mode = 3, 0.0, None
         if mode != LLM_MODE:
             top_k = st.slider("匹配条数 top_k", 1, 20, 3, key="chat_top_k")
+            search_mode = SEARCH_MODES[
+                st.selectbox("检索方式", list(SEARCH_MODES), index=0, key="chat_search_mode")
+                or "混合检索（默认）"
+            ]
             threshold = st.slider(
-                "相似度下限",
+                "相关度下限",
                 0.0,
                 1.0,
                 0.0,
                 step=0.05,
                 key="chat_score_threshold",
-                help="问题与文本块的余弦相似度（-1 到 1，越高越相似）；"
-                "低于此值的文本块不参与回答。0 表示不过滤。",
+                help="低于此分数的文本块不参与回答，0 表示不过滤。混合与关键词检索的分数在 0 到 1 "
+                "之间（问题的词在文本块中出现得越多越高）；向量检索为余弦相似度。",
             )
         temperature = st.slider("温度 temperature", 0.0, 2.0, 0.7, step=0.05, key="chat_temp")
         rounds = st.number_input("历史对话轮数", 0, 20, 3, key="chat_history_rounds")
@@ -116,6 +126,7 @@ def render_settings(client: ApiClient) -> ChatSetup:
         temperature=temperature,
         top_k=top_k,
         score_threshold=threshold if threshold > 0 else None,
+        search_mode=search_mode,
     )
     return ChatSetup(mode=mode, kb_name=kb_name, params=params, history_rounds=int(rounds))
 
