@@ -8,14 +8,17 @@ Scores (docs/RETRIEVAL.md; higher is better everywhere; ``score_threshold`` appl
 - hybrid: the order is weighted reciprocal rank fusion of both lists; the score is the blend
   (w_dense * max(cosine, 0) + w_bm25 * keyword) / (w_dense + w_bm25), in [0, 1];
 - reranked: the cross-encoder's probability that the chunk answers the question, in [0, 1].
+A hybrid search whose embedding model cannot be loaded answers as bm25 (with a warning).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from kb_server.embedding.base import Embedder
+from kb_server.errors import EmbeddingModelUnavailableError
 from kb_server.retrieval.analyzer import KeywordAnalyzer
 from kb_server.retrieval.fitness import dense_weight
 from kb_server.retrieval.fusion import weighted_rrf
@@ -23,6 +26,8 @@ from kb_server.retrieval.reranker import Reranker
 from kb_server.settings import SearchMode, Settings
 from kb_server.stores.base import VectorStore
 from kb_server.stores.keyword import KeywordIndex
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,14 @@ class Retriever:
         allowed_ids: Collection[int] | None,
     ) -> list[RankedChunk]:
         settings = self.settings
-        embedder, store = indexes.dense()
+        try:
+            embedder, store = indexes.dense()
+        except EmbeddingModelUnavailableError as error:
+            # Keyword search needs no model: answer from it rather than not at all.
+            logger.warning("hybrid search falls back to bm25: %s", error.message)
+            return self.rank(
+                query, indexes, mode="bm25", candidates=candidates, allowed_ids=allowed_ids
+            )
         vector = embedder.embed_query(query)
         cosines = {
             hit.id: hit.score for hit in store.search(vector, candidates, allowed_ids=allowed_ids)

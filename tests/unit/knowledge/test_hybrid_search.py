@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from kb_server.embedding.base import Embedder
+from kb_server.errors import EmbeddingModelUnavailableError
 from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.settings import SearchMode, Settings
@@ -131,6 +132,21 @@ def test_bm25_search_never_loads_the_embedding_model(
     keyword_only = KnowledgeBaseService(kb_settings, embedder_provider=no_model)
     hits = keyword_only.search("shop", RARE_TERM_QUESTION, top_k=1, search_mode="bm25")
     assert hits[0].chunk.file_name == "catalog.txt"
+
+
+def test_hybrid_falls_back_to_bm25_when_the_model_is_unavailable(
+    kb_settings: Settings, shop: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unavailable(model: str) -> Embedder:
+        raise EmbeddingModelUnavailableError(model, "not found here")
+
+    keyword_only = KnowledgeBaseService(kb_settings, embedder_provider=unavailable)
+    hits = keyword_only.search("shop", RARE_TERM_QUESTION, top_k=3, search_mode="hybrid")
+    assert hits[0].chunk.file_name == "catalog.txt"
+    assert set(hits[0].scores) == {"bm25", "keyword"}
+    assert "falls back to bm25" in caplog.text
+    with pytest.raises(EmbeddingModelUnavailableError):
+        keyword_only.search("shop", RARE_TERM_QUESTION, search_mode="dense")
 
 
 def test_keyword_index_follows_every_change(service: KnowledgeBaseService, shop: str) -> None:
