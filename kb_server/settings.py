@@ -117,8 +117,9 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = Field(1.0, ge=0.0)
     bm25_weight: float = Field(1.0, ge=0.0)
     # dense_weight is multiplied by this when the embedding model was not trained for the
-    # question's language (e.g. a Chinese question to all-MiniLM-L6-v2).
-    unfit_dense_factor: float = Field(0.1, ge=0.0, le=1.0)
+    # question's language (e.g. a Chinese question to all-MiniLM-L6-v2). 0: such a model's
+    # ranking (close to noise) takes no part and the query is not even embedded.
+    unfit_dense_factor: float = Field(0.0, ge=0.0, le=1.0)
     # Rerank with reranker.model when it can be loaded; requests may turn it off or on.
     rerank: bool = True
     reranker: RerankerSettings = Field(default_factory=RerankerSettings)

@@ -41,7 +41,7 @@ from kb_server.knowledge.types import (
 )
 from kb_server.retrieval.analyzer import KeywordAnalyzer
 from kb_server.retrieval.reranker import load_reranker
-from kb_server.retrieval.retriever import KbIndexes, Retriever
+from kb_server.retrieval.retriever import STALE_SLACK, KbIndexes, RankedChunk, Retriever
 from kb_server.settings import SearchMode, Settings, SplitterSettings
 from kb_server.stores.base import VectorStore
 from kb_server.stores.cache import KeywordIndexCache, VectorStoreCache
@@ -406,30 +406,52 @@ class KnowledgeBaseService:
             dense=lambda: (self.embedder_for(kb), self.store_for(kb)),
             keywords=self.keywords_for(kb),
         )
+        reranker = self.retriever.reranker(use_reranker)
         ranked = self.retriever.rank(
             query,
             indexes,
             mode=mode,
-            candidates=self.retriever.candidates(top_k, use_reranker),
+            candidates=self.retriever.candidates(top_k, mode, reranker),
             allowed_ids=allowed,
         )
-        # Entries whose chunks a crash (or a concurrent delete) removed are skipped here.
-        with self.db.session() as session:
-            rows = session.execute(
-                select(ChunkRow, KnowledgeFile.file_name)
-                .join(KnowledgeFile)
-                .where(ChunkRow.id.in_([chunk.id for chunk in ranked]), ChunkRow.kb_id == kb.id)
-            ).all()
-            by_id = {info.id: info for info in self._chunk_infos(list(rows))}
+        # A threshold may drop chunks from the top: then every candidate may be needed.
+        wanted = len(ranked) if score_threshold is not None else top_k
+        existing, by_id = self._existing_chunks(
+            kb, ranked, max(wanted, self.retriever.pool_size(top_k, reranker))
+        )
         final = self.retriever.finish(
             query,
-            [chunk for chunk in ranked if chunk.id in by_id],
+            existing,
             lambda ids: [by_id[chunk_id].text for chunk_id in ids],
             top_k=top_k,
             score_threshold=score_threshold,
-            rerank=use_reranker,
+            reranker=reranker,
         )
         return [SearchHit(by_id[chunk.id], chunk.score, chunk.scores) for chunk in final]
+
+    def _existing_chunks(
+        self, kb: KnowledgeBase, ranked: Sequence[RankedChunk], wanted: int
+    ) -> tuple[list[RankedChunk], dict[int, ChunkInfo]]:
+        """The first ``wanted`` ranked chunks that still exist, in order, and their rows.
+
+        Rows are read in windows, so a search reads about as many rows as it returns; entries
+        whose chunks a crash (or a concurrent delete) removed are skipped.
+        """
+        existing: list[RankedChunk] = []
+        by_id: dict[int, ChunkInfo] = {}
+        start = 0
+        while len(existing) < wanted and start < len(ranked):
+            window = ranked[start : start + wanted - len(existing) + STALE_SLACK]
+            start += len(window)
+            with self.db.session() as session:
+                rows = session.execute(
+                    select(ChunkRow, KnowledgeFile.file_name)
+                    .join(KnowledgeFile)
+                    .where(ChunkRow.id.in_([chunk.id for chunk in window]), ChunkRow.kb_id == kb.id)
+                ).all()
+                by_id.update((info.id, info) for info in self._chunk_infos(list(rows)))
+            existing += [chunk for chunk in window if chunk.id in by_id]
+        return existing[:wanted], by_id
 
     def _ensure_keyword_index(self, kb: KnowledgeBase) -> None:
         """Fill a keyword index that is empty while the KB has chunks (a KB built before

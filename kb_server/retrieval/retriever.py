@@ -8,7 +8,8 @@ Scores (docs/RETRIEVAL.md; higher is better everywhere; ``score_threshold`` appl
 - hybrid: the order is weighted reciprocal rank fusion of both lists; the score is the blend
   (w_dense * max(cosine, 0) + w_bm25 * keyword) / (w_dense + w_bm25), in [0, 1];
 - reranked: the cross-encoder's probability that the chunk answers the question, in [0, 1].
-A hybrid search whose embedding model cannot be loaded answers as bm25 (with a warning).
+A hybrid search whose dense weight is 0 (by default: an embedding model not trained for the
+question's language) or whose embedding model cannot be loaded ranks by BM25 alone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from kb_server.stores.base import VectorStore
 from kb_server.stores.keyword import KeywordIndex
 
 logger = logging.getLogger(__name__)
+
+# Extra ids asked of a single list, for entries whose chunks are gone (a crash, a concurrent
+# delete): they are dropped when the chunks are looked up.
+STALE_SLACK = 8
 
 
 @dataclass(frozen=True)
@@ -73,12 +78,24 @@ class Retriever:
         self.analyzer = analyzer
         self._reranker = reranker
 
-    def candidates(self, top_k: int, rerank: bool) -> int:
+    def reranker(self, rerank: bool) -> Reranker | None:
+        """The reranker to use when ``rerank`` is asked for; None when off or unavailable."""
+        return self._reranker() if rerank else None
+
+    def pool_size(self, top_k: int, reranker: Reranker | None) -> int:
+        """How many existing chunks the final step needs: the reranker's pool, or top_k."""
+        if reranker is None:
+            return top_k
+        return max(top_k, self.settings.retrieval.reranker.candidates)
+
+    def candidates(self, top_k: int, mode: SearchMode, reranker: Reranker | None) -> int:
         """How many ids each list should return for a final top_k."""
-        wanted = max(self.settings.retrieval.candidates, top_k)
-        if rerank:
-            wanted = max(wanted, self.settings.retrieval.reranker.candidates)
-        return wanted
+        wanted = self.pool_size(top_k, reranker)
+        if mode == "hybrid":
+            # Fusion needs depth: a chunk ranked 30th by both lists can end up in the top_k.
+            return max(wanted, self.settings.retrieval.candidates)
+        # A few more than needed: entries whose chunks a crash removed are skipped later.
+        return wanted + STALE_SLACK
 
     def rank(
         self,
@@ -116,20 +133,22 @@ class Retriever:
         allowed_ids: Collection[int] | None,
     ) -> list[RankedChunk]:
         settings = self.settings
+        w_dense = dense_weight(query, indexes.embed_model, settings.retrieval, settings.embedding)
+        if w_dense == 0.0:
+            # The model does not vote (e.g. an English model on a Chinese question): its
+            # ranking would only reorder BM25's, so it is not computed at all.
+            return self._fused_keyword_only(keyword, candidates, allowed_ids)
         try:
             embedder, store = indexes.dense()
         except EmbeddingModelUnavailableError as error:
             # Keyword search needs no model: answer from it rather than not at all.
             logger.warning("hybrid search falls back to bm25: %s", error.message)
-            return self.rank(
-                query, indexes, mode="bm25", candidates=candidates, allowed_ids=allowed_ids
-            )
+            return self._fused_keyword_only(keyword, candidates, allowed_ids)
         vector = embedder.embed_query(query)
         cosines = {
             hit.id: hit.score for hit in store.search(vector, candidates, allowed_ids=allowed_ids)
         }
         bm25 = keyword.search(candidates, allowed_ids)
-        w_dense = dense_weight(query, indexes.embed_model, settings.retrieval, settings.embedding)
         w_bm25 = settings.retrieval.bm25_weight
         fused = weighted_rrf(
             {"dense": list(cosines), "bm25": list(bm25)},
@@ -160,6 +179,29 @@ class Retriever:
             )
         return ranked
 
+    def _fused_keyword_only(
+        self, keyword: _KeywordSide, candidates: int, allowed_ids: Collection[int] | None
+    ) -> list[RankedChunk]:
+        """Hybrid results when only the keyword list takes part: BM25's order, its relevance."""
+        found = keyword.search(candidates, allowed_ids)
+        fused = weighted_rrf(
+            {"bm25": list(found)},
+            {"bm25": self.settings.retrieval.bm25_weight},
+            self.settings.retrieval.rrf_k,
+        )
+        return [
+            RankedChunk(
+                chunk_id,
+                keyword.relevance(found[chunk_id]),
+                {
+                    "bm25": found[chunk_id],
+                    "keyword": keyword.relevance(found[chunk_id]),
+                    "rrf": rrf,
+                },
+            )
+            for chunk_id, rrf in fused
+        ]
+
     def finish(
         self,
         query: str,
@@ -168,13 +210,12 @@ class Retriever:
         *,
         top_k: int,
         score_threshold: float | None,
-        rerank: bool,
+        reranker: Reranker | None,
     ) -> list[RankedChunk]:
-        """Rerank (when asked and a reranker is available), apply the threshold, cut to top_k.
+        """Rerank (with ``reranker``, when given), apply the threshold, cut to top_k.
 
         ``ranked`` holds only chunks that exist; ``texts`` gives their texts, in order.
         """
-        reranker = self._reranker() if rerank else None
         if reranker is not None and ranked:
             pool = list(ranked[: self.settings.retrieval.reranker.candidates])
             probabilities = reranker.score(query, texts([chunk.id for chunk in pool]))

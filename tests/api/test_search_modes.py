@@ -43,7 +43,8 @@ def search(client: TestClient, **body: Any) -> list[dict[str, Any]]:
     [
         ("dense", {"dense"}),
         ("bm25", {"bm25", "keyword"}),
-        ("hybrid", {"dense", "bm25", "keyword", "rrf"}),
+        # The English MiniLM takes no part in hybrid search for a Chinese question.
+        ("hybrid", {"bm25", "keyword", "rrf"}),
     ],
 )
 def test_search_docs_reports_the_scores_of_the_chosen_mode(

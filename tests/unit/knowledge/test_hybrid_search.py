@@ -64,7 +64,25 @@ def test_hybrid_is_the_default_mode(service: KnowledgeBaseService, shop: str) ->
     default = service.search(shop, RARE_TERM_QUESTION, top_k=3)
     hybrid = service.search(shop, RARE_TERM_QUESTION, top_k=3, search_mode="hybrid")
     assert [hit.chunk.id for hit in default] == [hit.chunk.id for hit in hybrid]
-    assert set(default[0].scores) == {"dense", "bm25", "keyword", "rrf"}
+    assert set(default[0].scores) == {"bm25", "keyword", "rrf"}
+
+
+def test_an_unfit_model_takes_no_part_in_hybrid_search(kb_settings: Settings, shop: str) -> None:
+    def no_model(model: str) -> Embedder:
+        raise AssertionError(f"the query was embedded with {model}")
+
+    # A Chinese question and the English MiniLM: by default its weight is 0.
+    keyword_only = KnowledgeBaseService(kb_settings, embedder_provider=no_model)
+    hybrid = keyword_only.search("shop", "退款多久到账？发票怎么开", top_k=8)
+    bm25 = keyword_only.search("shop", "退款多久到账？发票怎么开", top_k=8, search_mode="bm25")
+    assert [hit.chunk.id for hit in hybrid] == [hit.chunk.id for hit in bm25]
+    assert [hit.score for hit in hybrid] == [hit.score for hit in bm25]
+
+
+def with_retrieval(settings: Settings, **retrieval: float) -> Settings:
+    values = settings.model_dump()
+    values["retrieval"].update(retrieval)
+    return Settings.model_validate(values)
 
 
 def test_scores_per_mode_and_the_threshold_filters_on_them(
@@ -94,9 +112,14 @@ def test_bm25_score_is_the_share_of_the_question_found(
     assert partial.score < full.score
 
 
-def test_hybrid_fuses_the_ranks_of_both_lists(service: KnowledgeBaseService, shop: str) -> None:
+def test_hybrid_fuses_the_ranks_of_both_lists(
+    kb_settings: Settings, counting_embedder: CountingEmbedder, shop: str
+) -> None:
+    settings = with_retrieval(kb_settings, unfit_dense_factor=0.1)
+    service = KnowledgeBaseService(settings, embedder_provider=lambda _: counting_embedder)
     query = "优惠券能兑换现金吗"
     hits = service.search(shop, query, top_k=8, search_mode="hybrid")
+    assert all(set(hit.scores) == {"dense", "bm25", "keyword", "rrf"} for hit in hits)
     dense = files(service, query, "dense")
     bm25 = files(service, query, "bm25")
     weights = {"dense": 0.1, "bm25": 1.0}  # an English model on a Chinese question
@@ -113,6 +136,10 @@ def test_hybrid_fuses_the_ranks_of_both_lists(service: KnowledgeBaseService, sho
     )
     for hit in hits:
         assert hit.scores["rrf"] == pytest.approx(expected[hit.chunk.file_name])
+        # The score blends both relevance figures with the same weights.
+        blend = 0.1 * max(hit.scores["dense"], 0.0) + 1.0 * hit.scores["keyword"]
+        assert hit.score == pytest.approx(blend / 1.1)
+        assert 0.0 <= hit.score <= 1.0
 
 
 def test_file_filter_applies_in_every_mode(service: KnowledgeBaseService, shop: str) -> None:
@@ -140,10 +167,11 @@ def test_hybrid_falls_back_to_bm25_when_the_model_is_unavailable(
     def unavailable(model: str) -> Embedder:
         raise EmbeddingModelUnavailableError(model, "not found here")
 
-    keyword_only = KnowledgeBaseService(kb_settings, embedder_provider=unavailable)
+    settings = with_retrieval(kb_settings, unfit_dense_factor=1.0)
+    keyword_only = KnowledgeBaseService(settings, embedder_provider=unavailable)
     hits = keyword_only.search("shop", RARE_TERM_QUESTION, top_k=3, search_mode="hybrid")
     assert hits[0].chunk.file_name == "catalog.txt"
-    assert set(hits[0].scores) == {"bm25", "keyword"}
+    assert set(hits[0].scores) == {"bm25", "keyword", "rrf"}
     assert "falls back to bm25" in caplog.text
     with pytest.raises(EmbeddingModelUnavailableError):
         keyword_only.search("shop", RARE_TERM_QUESTION, search_mode="dense")
