@@ -12,15 +12,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kb_server.cli.errors import exit_status_of
 from kb_server.cli.progress import TqdmProgress
 from kb_server.db.engine import Database
-from kb_server.errors import KbError
 from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.knowledge.types import CheckReport, IngestReport
 from kb_server.settings import load_settings
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_FATAL = 0, 1, 2
+EXIT_OK, EXIT_PROBLEMS = 0, 1
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -183,14 +183,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        return run(args)
-    except KbError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
-        return EXIT_FATAL
-    except (OSError, ValueError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_FATAL
+    return exit_status_of(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kb_server.cli.errors import exit_status_of
 from kb_server.cli.progress import TqdmProgress
-from kb_server.errors import KbError
 from kb_server.eval.datasets import EvalInputError, EvalQuestion, load_qa_jsonl
 from kb_server.eval.report import format_table, report_json, summary_line, write_json
 from kb_server.eval.runner import (
@@ -35,7 +35,7 @@ from kb_server.eval.squad_kb import SQUAD_KB_NAME, build_squad_kb, temporary_kb_
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.settings import Settings, load_settings
 
-EXIT_OK, EXIT_FATAL = 0, 2
+EXIT_OK = 0
 
 
 def positive_int(text: str) -> int:
@@ -159,14 +159,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        return run(args)
-    except KbError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
-        return EXIT_FATAL
-    except (OSError, ValueError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_FATAL
+    return exit_status_of(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kb_server.eval.__main__ import EXIT_FATAL, main
+from kb_server.cli.errors import EXIT_FATAL
+from kb_server.eval.__main__ import main
 from kb_server.eval.datasets import EvalInputError, load_qa_jsonl, load_squad
 from tests.unit.eval.conftest import write_jsonl
 
