@@ -164,6 +164,9 @@ class ApiSettings(BaseModel):
     port: int = Field(7861, ge=1, le=65535)
     # Origins allowed by CORS (the web UI's origin when it is served elsewhere); [] disables CORS.
     cors_origins: list[str] = Field(default_factory=list)
+    # Keys accepted as "Authorization: Bearer <key>" by every route but /health; [] turns
+    # authentication off. The web UI sends the first one.
+    api_keys: list[str] = Field(default_factory=list)
 
 
 class WebUiSettings(BaseModel):

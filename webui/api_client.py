@@ -59,8 +59,20 @@ class ApiClient(HttpApi):
                     docs = TypeAdapter(list[SourceDoc]).validate_python(payload["docs"])
                     yield ChatDocs(docs)
 
-    def absolute_url(self, path: str) -> str:
-        return self.base_url + path
+    def fetch(self, path: str) -> bytes:
+        """The body of a GET of an API path, such as a source's ``url``, sent with the API key.
+
+        Only paths on this API are fetched: an absolute URL would carry the key elsewhere.
+        """
+        if not path.startswith("/") or path.startswith("//"):
+            raise ApiError(0, "invalid_path", f"不是本 API 的路径: {path}")
+        try:
+            response = self._http.get(path)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.base_url) from exc
+        if response.is_error:
+            raise error_from_response(response)
+        return response.content
 
     # -- status and models ---------------------------------------------------------------------
 
@@ -138,13 +150,7 @@ class ApiClient(HttpApi):
         return f"/knowledge_base/download_doc?{query}"
 
     def download_doc(self, kb_name: str, file_name: str) -> bytes:
-        try:
-            response = self._http.get(self.download_path(kb_name, file_name))
-        except httpx.TransportError as exc:
-            raise transport_error(exc, self.base_url) from exc
-        if response.is_error:
-            raise error_from_response(response)
-        return response.content
+        return self.fetch(self.download_path(kb_name, file_name))
 
     def search_docs(
         self, kb_name: str, query: str, *, top_k: int = 3, score_threshold: float | None = None

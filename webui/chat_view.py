@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import PurePosixPath
 
 import streamlit as st
 
@@ -44,13 +46,22 @@ def turns() -> list[Turn]:
     return value
 
 
-def render_sources(client: ApiClient, docs: list[SourceDoc]) -> None:
+def render_sources(client: ApiClient, docs: list[SourceDoc], key: str) -> None:
+    """The sources of an answer; ``key`` tells apart the buttons of different answers."""
     with st.expander(f"出处（{len(docs)} 条）", expanded=False):
-        for doc in docs:
+        for index, doc in enumerate(docs):
             page = f" · 第 {doc.page} 页" if doc.page is not None else ""
             score = f" · 相似度 {doc.score:.3f}" if doc.score is not None else ""
-            link = f"[{doc.source}]({client.absolute_url(doc.url)})" if doc.url else doc.source
-            st.markdown(f"**[{doc.number}]** {link}{page}{score}")
+            st.markdown(f"**[{doc.number}]** {doc.source}{page}{score}")
+            if doc.url:
+                # Fetched by the client on click, with the API key; a plain link would not be.
+                st.download_button(
+                    f"下载 {doc.source}",
+                    data=partial(client.fetch, doc.url),
+                    file_name=PurePosixPath(doc.source).name or "source",
+                    on_click="ignore",
+                    key=f"source_{key}_{index}",
+                )
             st.text(doc.text)
 
 
@@ -80,11 +91,12 @@ def render_feedback(client: ApiClient, conversation_id: str | None, turn: Turn) 
     )
 
 
-def render_turn(client: ApiClient, conversation_id: str | None, turn: Turn) -> None:
+def render_turn(client: ApiClient, conversation_id: str | None, turn: Turn, position: int) -> None:
+    """Draw a turn; ``position`` is its index in the session's turns."""
     with st.chat_message(turn.role):
         st.markdown(turn.content)
         if turn.docs:
-            render_sources(client, turn.docs)
+            render_sources(client, turn.docs, key=f"turn{position}")
         if turn.role == "assistant":
             render_feedback(client, conversation_id, turn)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import streamlit as st
@@ -87,10 +88,15 @@ def render_file_table(client: ApiClient, kb_name: str) -> None:
             "已删除所选文件",
             lambda: client.delete_docs(kb_name, selected, delete_content=delete_content),
         )
-    links = " · ".join(
-        f"[{name}]({client.absolute_url(client.download_path(kb_name, name))})" for name in selected
-    )
-    st.markdown(f"下载：{links}")
+    # Fetched by the client on click, with the API key; a plain link would not be.
+    for name in selected:
+        st.download_button(
+            f"下载 {name}",
+            data=partial(client.download_doc, kb_name, name),
+            file_name=name,
+            on_click="ignore",
+            key=f"kb_download_{kb_name}_{name}",
+        )
 
 
 def render_chunk_editor(client: ApiClient, kb_name: str) -> None:

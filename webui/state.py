@@ -3,35 +3,59 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from webui.api_client import ApiClient
 
+if TYPE_CHECKING:
+    from kb_server.settings import Settings
+
 # Set by the env var or by a test through st.session_state; wins over settings.yaml.
 API_URL_ENV = "KB_WEBUI__API_BASE_URL"
 API_URL_KEY = "api_base_url"
+# The API key to send; set by a test through st.session_state ("" for none), else the first
+# of the settings' api.api_keys (env KB_API__API_KEYS), the same ones the API accepts.
+API_KEY_KEY = "api_key"
+_SETTINGS_KEY = "_settings"
 _CLIENT_KEY = "_api_client"
 _NOTICE_KEY = "_notices"
+
+
+def _settings() -> Settings:
+    """The installation's settings, loaded once per session."""
+    from kb_server.settings import Settings, load_settings
+
+    settings = st.session_state.get(_SETTINGS_KEY)
+    if not isinstance(settings, Settings):
+        settings = load_settings()
+        st.session_state[_SETTINGS_KEY] = settings
+    return settings
 
 
 def api_base_url() -> str:
     url = st.session_state.get(API_URL_KEY) or os.environ.get(API_URL_ENV)
     if url:
         return str(url).rstrip("/")
-    from kb_server.settings import load_settings
+    return _settings().api_base_url()
 
-    return load_settings().api_base_url()
+
+def api_key() -> str | None:
+    if API_KEY_KEY in st.session_state:
+        return str(st.session_state[API_KEY_KEY] or "") or None
+    keys = _settings().api.api_keys
+    return keys[0] if keys else None
 
 
 def get_client() -> ApiClient:
-    """One client per session, replaced when the API URL changes."""
-    url = api_base_url()
+    """One client per session, replaced when the API URL or key changes."""
+    url, key = api_base_url(), api_key()
     client = st.session_state.get(_CLIENT_KEY)
-    if not isinstance(client, ApiClient) or client.base_url != url:
+    if not isinstance(client, ApiClient) or client.base_url != url or client.api_key != key:
         if isinstance(client, ApiClient):
             client.close()
-        client = ApiClient(url)
+        client = ApiClient(url, api_key=key)
         st.session_state[_CLIENT_KEY] = client
     return client
 

@@ -31,8 +31,15 @@ def transport_error(exc: httpx.TransportError, base_url: str) -> ApiError:
     return ApiError(0, "api_transport_error", f"与 API 通信失败 ({base_url}): {exc}")
 
 
+UNAUTHORIZED_MESSAGE = (
+    "API 拒绝访问：API 密钥缺失或无效（设置项 api.api_keys，环境变量 KB_API__API_KEYS）"
+)
+
+
 def error_from_response(response: httpx.Response) -> ApiError:
     """The server's own code and message, whichever of our error shapes it used."""
+    if response.status_code == 401:
+        return ApiError(401, "unauthorized", UNAUTHORIZED_MESSAGE)
     status = response.status_code
     try:
         body: Any = response.json()
@@ -81,10 +88,15 @@ def sse_payloads(response: httpx.Response) -> Iterator[dict[str, Any]]:
 class HttpApi:
     """An httpx client whose failures all become ``ApiError``."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, base_url: str, *, api_key: str | None = None, timeout_s: float = 300.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.api_key = api_key or None
+        # Sent on every request, streams included; never put into a URL or a message.
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=5.0)
+            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=5.0)
         )
 
     def close(self) -> None:

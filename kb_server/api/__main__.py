@@ -22,13 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=settings.api.port)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # The app checks the address it is served on (a warning for 0.0.0.0 with no API key).
+    settings.api = settings.api.model_copy(update={"host": args.host, "port": args.port})
     try:
         app = create_app(settings)
     except KbError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return 2
     logger.info("API docs at http://%s:%d/docs", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0
 
 

@@ -7,8 +7,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
 
 from kb_server import __version__
+from kb_server.api.auth import ApiKeyMiddleware, warn_if_exposed
 from kb_server.api.container import Container
 from kb_server.api.error_handlers import install_error_handlers
+from kb_server.api.request_log import RequestLogMiddleware
 from kb_server.api.routers import ROUTERS
 from kb_server.settings import Settings
 
@@ -29,6 +31,11 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     )
     app.state.container = container or Container.from_settings(settings)
     install_error_handlers(app)
+    warn_if_exposed(settings.api.host, settings.api.api_keys)
+    # add_middleware puts each one outside the ones before it: CORS must be outermost, so
+    # that it answers preflights itself and adds its headers to the 401s of the key check.
+    if settings.api.api_keys:
+        app.add_middleware(ApiKeyMiddleware, keys=settings.api.api_keys)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -36,6 +43,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Outermost: every request is logged, refused ones included.
+    app.add_middleware(RequestLogMiddleware, routes_of=app)
     for router in ROUTERS:
         app.include_router(router)
 

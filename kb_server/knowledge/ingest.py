@@ -29,6 +29,7 @@ from kb_server.db.engine import Database
 from kb_server.db.models import ChunkRow, FileStatus, KnowledgeFile
 from kb_server.embedding.base import Embedder
 from kb_server.errors import KbError
+from kb_server.failpoints import failpoint
 from kb_server.knowledge.paths import KbPaths
 from kb_server.knowledge.types import IngestProgress, IngestReport
 from kb_server.retrieval.analyzer import KeywordAnalyzer
@@ -156,7 +157,7 @@ class KbWriter:
             wanted = splitter or (splitter_of(row) if row else self.kb_splitter)
             if not path.is_file():
                 report.files_failed[file_name] = "file not found in the content folder"
-                self.progress.file_done(file_name, "failed")
+                self._file_done(file_name, "failed", report.files_failed[file_name])
                 continue
             stat = path.stat()
             sha = file_sha256(path)
@@ -164,7 +165,7 @@ class KbWriter:
                 unchanged_ids += self._chunk_ids(row)
                 report.files_unchanged.append(file_name)
                 report.chunks_reused += row.chunk_count
-                self.progress.file_done(file_name, "unchanged")
+                self._file_done(file_name, "unchanged", chunks=row.chunk_count)
                 continue
             prepared = PreparedFile(file_name, sha, stat.st_size, stat.st_mtime, wanted)
             self._load(prepared, path)
@@ -259,26 +260,41 @@ class KbWriter:
         self.progress.embedding_planned(len(texts))
         vectors = self.embed(texts)
         terms = [self.analyzer.terms(text) for text in texts]
+        failpoint("ingest.loaded")
         new_ids: list[int] = []
         old_ids: list[int] = []
         with self.db.transaction() as session:
             for prepared in group:
                 old_ids += self._replace_rows(session, prepared, new_ids)
+        failpoint("ingest.rows_committed")
         self.store.delete(old_ids)
         if new_ids:
             self.store.add(new_ids, vectors)
         self.save_store()
+        failpoint("ingest.vectors_saved")
         self.update_keywords(
             delete=old_ids, add=[KeywordEntry(i, t) for i, t in zip(new_ids, terms, strict=True)]
         )
         for prepared in group:
             if prepared.error:
                 report.files_failed[prepared.file_name] = prepared.error
-                self.progress.file_done(prepared.file_name, "failed")
+                self._file_done(prepared.file_name, "failed", prepared.error)
             else:
                 report.files_indexed.append(prepared.file_name)
                 report.chunks_embedded += len(prepared.chunks)
-                self.progress.file_done(prepared.file_name, "indexed")
+                self._file_done(prepared.file_name, "indexed", chunks=len(prepared.chunks))
+
+    def _file_done(self, file_name: str, status: str, reason: str = "", chunks: int = 0) -> None:
+        """Progress, and one log line per file (its name and outcome, never its text)."""
+        self.progress.file_done(file_name, status)
+        logger.info(
+            "ingest kb=%s file=%r status=%s chunks=%d%s",
+            self.paths.name,
+            file_name,
+            status,
+            chunks,
+            f" reason={reason!r}" if reason else "",
+        )
 
     def _replace_rows(
         self, session: Session, prepared: PreparedFile, new_ids: list[int]

@@ -39,6 +39,7 @@ from kb_server.knowledge.types import (
     NoProgress,
     SearchHit,
 )
+from kb_server.request_context import note_kb
 from kb_server.retrieval.analyzer import KeywordAnalyzer
 from kb_server.retrieval.reranker import load_reranker
 from kb_server.retrieval.retriever import STALE_SLACK, KbIndexes, RankedChunk, Retriever
@@ -114,6 +115,7 @@ class KnowledgeBaseService:
             row = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
         if row is None:
             raise KbNotFoundError(name)
+        note_kb(row.name)
         return row
 
     def embedder_for(self, kb: KnowledgeBase) -> Embedder:

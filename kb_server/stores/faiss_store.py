@@ -24,6 +24,7 @@ import numpy as np
 from faiss import PyCallbackIOReader, PyCallbackIOWriter  # type: ignore[attr-defined]
 from numpy.typing import NDArray
 
+from kb_server.failpoints import failpoint
 from kb_server.settings import VectorStoreSettings
 from kb_server.stores.base import Hit
 
@@ -281,6 +282,7 @@ def _replace_atomically(target: Path, write: Callable[[BinaryIO], object]) -> Fi
             os.fsync(file.fileno())
             # A rename keeps the inode and mtime, so this is the signature target will have.
             signature = FileSignature.of(os.fstat(file.fileno()))
+        failpoint("faiss.before_rename")
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)

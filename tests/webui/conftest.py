@@ -7,6 +7,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 
+from kb_server.api.app import create_app
+from kb_server.settings import Settings
+
 # The API suite's fixtures, reused: the same settings and app the API tests run against.
 from tests.api.conftest import api_settings, app  # noqa: F401
 from tests.servers import serve_on_loopback
@@ -16,6 +19,7 @@ REFUNDS = "Refunds are paid within fourteen days of the return. Returns need the
 HOURS = "The warehouse opens at nine in the morning. Deliveries arrive by truck."
 SHOP_FILES = {"退款 政策.txt": REFUNDS, "hours.txt": HOURS}
 SHOP_KB = "shop"
+UI_KEYS = ("ui-test-key-one-7d1e", "ui-test-key-two-3a94")
 
 
 @pytest.fixture
@@ -41,3 +45,21 @@ def shop_kb(api_client: ApiClient) -> str:
     result = api_client.upload_docs(SHOP_KB, files)
     assert result.failed_files == {}
     return SHOP_KB
+
+
+@pytest.fixture
+def keyed_api_url(api_settings: Settings) -> Iterator[str]:  # noqa: F811
+    """The same API with API keys on; the web UI is given the second one."""
+    api = api_settings.api.model_copy(update={"api_keys": list(UI_KEYS)})
+    keyed_app = create_app(api_settings.model_copy(update={"api": api}))
+    with serve_on_loopback(keyed_app, name="kb-api-keyed") as base:
+        yield base
+
+
+@pytest.fixture
+def keyed_client(keyed_api_url: str) -> Iterator[ApiClient]:
+    client = ApiClient(keyed_api_url, api_key=UI_KEYS[1], timeout_s=60)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -177,7 +177,7 @@ def ask(client: ApiClient, setup: ChatSetup, query: str) -> None:
     question = Turn("user", query)
     turns().append(question)
     _store(client, question)
-    render_turn(client, current_conversation_id(), question)
+    render_turn(client, current_conversation_id(), question, len(turns()) - 1)
     params = replace(setup.params, history=previous)
     outcome = StreamOutcome()
     with st.chat_message("assistant"):
@@ -190,7 +190,7 @@ def ask(client: ApiClient, setup: ChatSetup, query: str) -> None:
         if outcome.failure is not None:
             st.error(outcome.failure.message)
         if outcome.docs:
-            render_sources(client, outcome.docs)
+            render_sources(client, outcome.docs, key="live")
     answer = written if isinstance(written, str) else "".join(str(part) for part in written)
     if not answer:
         return
@@ -221,8 +221,8 @@ def render_chat_page(client: ApiClient) -> None:
     load_turns(client)
     render_toolbar()
     conversation_id = current_conversation_id()
-    for turn in turns():
-        render_turn(client, conversation_id, turn)
+    for position, turn in enumerate(turns()):
+        render_turn(client, conversation_id, turn, position)
     query = st.chat_input("请输入问题")
     if query:
         ask(client, setup, query)
