@@ -52,6 +52,19 @@ class DocumentLoadError(KbError):
         self.reason = reason
 
 
+class UploadTooLargeError(KbError):
+    """An upload, or one file in it, is larger than the settings allow; nothing is stored."""
+
+    code = "upload_too_large"
+    http_status = 413
+
+    def __init__(self, message: str, *, setting: str, limit_mb: float, file_name: str = "") -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.limit_mb = limit_mb
+        self.file_name = file_name
+
+
 class OcrUnavailableError(KbError):
     code = "ocr_unavailable"
     http_status = 503

@@ -52,6 +52,14 @@ class OcrSettings(BaseModel):
 class DocumentSettings(BaseModel):
     pdf_min_text_chars: int = Field(20, ge=0)
     extra_suffixes: dict[str, str] = Field(default_factory=dict)
+    # Upload limits: a larger file is refused (HTTP 413), as is a larger request.
+    max_file_mb: float = Field(200.0, gt=0)
+    max_request_mb: float = Field(1000.0, gt=0)
+    # Office and e-book files are zip archives: reading stops (the file fails) when their
+    # members would unpack to more than this (a zip bomb).
+    max_unpacked_mb: float = Field(1000.0, gt=0)
+    # Images with more pixels are not decoded or OCR'd (the file fails with the reason).
+    max_image_pixels: int = Field(50_000_000, ge=1)
 
 
 class EmbeddingModelSettings(BaseModel):

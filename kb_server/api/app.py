@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kb_server import __version__
 from kb_server.api.auth import ApiKeyMiddleware, warn_if_exposed
+from kb_server.api.consistency import ConsistencyState, StartupConsistencyCheck
 from kb_server.api.container import Container
 from kb_server.api.error_handlers import install_error_handlers
 from kb_server.api.request_log import RequestLogMiddleware
@@ -20,16 +24,32 @@ class Health(BaseModel):
     version: str
     knowledge_bases: int
     default_model: str
+    consistency: ConsistencyState = Field(
+        description="the check of every KB run at start: checking, ok or problems"
+    )
+    inconsistent_knowledge_bases: list[str] = Field(
+        description="KBs to mend with python init_database.py --check --repair -n NAME"
+    )
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    services = container or Container.from_settings(settings)
+    consistency = StartupConsistencyCheck(services.maintenance)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        consistency.start()
+        yield
+
     app = FastAPI(
         title="kb-server",
         version=__version__,
         description="Offline-first knowledge-base question answering (Langchain-Chatchat "
         "compatible routes, OpenAI-compatible chat).",
+        lifespan=lifespan,
     )
-    app.state.container = container or Container.from_settings(settings)
+    app.state.container = services
+    app.state.consistency = consistency
     install_error_handlers(app)
     warn_if_exposed(settings.api.host, settings.api.api_keys)
     # add_middleware puts each one outside the ones before it: CORS must be outermost, so
@@ -56,6 +76,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             version=__version__,
             knowledge_bases=len(state.kb_service.list_kbs()),
             default_model=state.settings.default_llm_model,
+            consistency=consistency.state,
+            inconsistent_knowledge_bases=consistency.inconsistent_kbs(),
         )
 
     return app

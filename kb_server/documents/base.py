@@ -20,6 +20,7 @@ from typing import ClassVar, Protocol
 
 from langchain_core.documents import Document
 
+from kb_server.errors import DocumentLoadError
 from kb_server.settings import DocumentSettings
 
 
@@ -44,6 +45,16 @@ class Loader(Protocol):
     def __init__(self, context: LoaderContext) -> None: ...
 
     def load(self, path: Path) -> list[Document]: ...
+
+
+def reject_empty(path: Path) -> None:
+    """Fail a 0-byte file with that reason, before a parser reports it as merely corrupt.
+
+    Binary formats call this; text formats give no documents instead (whitespace too), which
+    the ingest reports as a file with no text.
+    """
+    if path.stat().st_size == 0:
+        raise DocumentLoadError(path.name, "the file is empty (0 bytes)")
 
 
 def render_row(headers: Sequence[str], cells: Sequence[object]) -> str:

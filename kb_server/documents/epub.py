@@ -13,7 +13,8 @@ from ebooklib import epub
 from langchain_core.documents import Document
 from lxml import etree
 
-from kb_server.documents.base import LoaderContext
+from kb_server.documents.archives import check_archive
+from kb_server.documents.base import LoaderContext, reject_empty
 from kb_server.documents.html import html_to_text
 from kb_server.errors import DocumentLoadError
 
@@ -39,7 +40,7 @@ class EpubLoader:
         self._context = context
 
     def load(self, path: Path) -> list[Document]:
-        book = _read_book(path)
+        book = _read_book(path, self._context.documents.max_unpacked_mb)
         toc_titles = _toc_titles(book.toc)
         documents: list[Document] = []
         seen: set[str] = set()
@@ -62,9 +63,11 @@ class EpubLoader:
         return documents
 
 
-def _read_book(path: Path) -> epub.EpubBook:
+def _read_book(path: Path, max_unpacked_mb: float) -> epub.EpubBook:
+    reject_empty(path)
     if not zipfile.is_zipfile(path):
         raise DocumentLoadError(path.name, "not a valid .epub file (it is not a zip archive)")
+    check_archive(path, max_unpacked_mb)
     try:
         # ignore_ncx: the EPUB 3 nav document gives the TOC; ebooklib still reads the NCX
         # of an EPUB 2 book, and stating the option silences its deprecation warning.

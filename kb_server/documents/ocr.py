@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from kb_server.errors import OcrUnavailableError
 from kb_server.settings import OcrSettings
@@ -41,6 +41,18 @@ _SAME_LINE_OVERLAP = 0.5
 
 class UnreadableImageError(ValueError):
     """The bytes are not an image that can be decoded; the caller names the file."""
+
+
+class ImageTooLargeError(UnreadableImageError):
+    """The image has more pixels than ``documents.max_image_pixels``; it is not decoded."""
+
+    def __init__(self, width: int, height: int, max_pixels: int) -> None:
+        super().__init__(
+            f"the image is {width}x{height} = {width * height:,} pixels, more than "
+            f"documents.max_image_pixels ({max_pixels:,}); too large to decode and OCR"
+        )
+        self.pixels = width * height
+        self.max_pixels = max_pixels
 
 
 class _Engine(Protocol):
@@ -133,14 +145,55 @@ def get_ocr_reader(settings: OcrSettings) -> RapidOcrReader:
     return RapidOcrReader(settings)
 
 
+# What Pillow raises for broken or truncated files, depending on the format. Its own bomb check
+# (Image.MAX_IMAGE_PIXELS) raises the error past twice its limit and warns past it; a warning
+# turned into an error by a warnings filter is a refusal too.
+_PIL_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+_NOT_AN_IMAGE = "not an image in a format Pillow reads (another kind of file renamed?)"
+
+
+def check_image_pixels(image: bytes | Path, max_pixels: int) -> None:
+    """Raise ``ImageTooLargeError`` when the image has more than ``max_pixels`` pixels.
+
+    The size comes from the image's header (``Image.open`` is lazy), so a small file that
+    declares a huge canvas is refused without being decoded. Undecodable headers raise
+    ``UnreadableImageError``.
+    """
+    source = io.BytesIO(image) if isinstance(image, bytes) else image
+    try:
+        with Image.open(source) as opened:
+            width, height = opened.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnreadableImageError(
+            f"the image is too large to decode ({exc}); documents.max_image_pixels is "
+            f"{max_pixels:,}"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        # Pillow's own message names the file's path on the server.
+        raise UnreadableImageError(_NOT_AN_IMAGE) from exc
+    except _PIL_ERRORS as exc:
+        raise UnreadableImageError(f"not a readable image ({exc})") from exc
+    if width * height > max_pixels:
+        raise ImageTooLargeError(width, height, max_pixels)
+
+
 def decode_image(data: bytes) -> NDArray[np.uint8]:
     """Decode any format Pillow opens into a BGR uint8 array (RapidOCR's input layout)."""
     try:
         with Image.open(io.BytesIO(data)) as opened:
             opened.load()
             rgb = to_rgb(ImageOps.exif_transpose(opened))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        # Pillow signals broken or truncated files with all of these, depending on format.
+    except UnidentifiedImageError as exc:
+        raise UnreadableImageError(_NOT_AN_IMAGE) from exc
+    except _PIL_ERRORS as exc:
         raise UnreadableImageError(f"not a readable image ({exc})") from exc
     pixels: NDArray[np.uint8] = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])
     return pixels

@@ -28,8 +28,9 @@ from pptx.shapes.picture import Picture
 from pptx.slide import Slide
 from pptx.table import Table as SlideTable
 
-from kb_server.documents.base import LoaderContext, OcrReader, render_row
-from kb_server.documents.ocr import UnreadableImageError
+from kb_server.documents.archives import check_archive
+from kb_server.documents.base import LoaderContext, OcrReader, reject_empty, render_row
+from kb_server.documents.ocr import UnreadableImageError, check_image_pixels
 from kb_server.errors import DocumentLoadError
 
 logger = logging.getLogger(__name__)
@@ -62,11 +63,11 @@ class DocxLoader:
     suffixes: ClassVar[frozenset[str]] = frozenset({".docx"})
 
     def __init__(self, context: LoaderContext) -> None:
-        self._ocr = context.ocr
+        self._context = context
 
     def load(self, path: Path) -> list[Document]:
-        word = _open_package(path, docx.Document, suffix=".docx", legacy=".doc")
-        reader = _WordReader(word, self._ocr)
+        word = _open_package(path, docx.Document, self._context, suffix=".docx", legacy=".doc")
+        reader = _WordReader(word, self._context)
         text = "\n".join(reader.block_lines(word.element.body))
         if not text:
             return []
@@ -79,13 +80,15 @@ class PptxLoader:
     suffixes: ClassVar[frozenset[str]] = frozenset({".pptx"})
 
     def __init__(self, context: LoaderContext) -> None:
-        self._ocr = context.ocr
+        self._context = context
 
     def load(self, path: Path) -> list[Document]:
-        presentation = _open_package(path, pptx.Presentation, suffix=".pptx", legacy=".ppt")
+        presentation = _open_package(
+            path, pptx.Presentation, self._context, suffix=".pptx", legacy=".ppt"
+        )
         documents: list[Document] = []
         for number, slide in enumerate(presentation.slides, start=1):
-            reader = _SlideReader(self._ocr)
+            reader = _SlideReader(self._context)
             lines = reader.shape_lines(slide.shapes)
             notes = _notes_text(slide)
             if notes:
@@ -102,7 +105,11 @@ class PptxLoader:
         return documents
 
 
-def _open_package(path: Path, opener: Callable[[str], _T], *, suffix: str, legacy: str) -> _T:
+def _open_package(
+    path: Path, opener: Callable[[str], _T], context: LoaderContext, *, suffix: str, legacy: str
+) -> _T:
+    reject_empty(path)
+    check_archive(path, context.documents.max_unpacked_mb)
     try:
         return opener(str(path))
     except (OpcError, PythonPptxError, zipfile.BadZipFile, KeyError, ValueError, etree.LxmlError):
@@ -142,26 +149,28 @@ def _clean_lines(text: str) -> list[str]:
 
 
 class _OcrCollector:
-    def __init__(self, ocr: OcrReader | None) -> None:
-        self._ocr = ocr
+    def __init__(self, context: LoaderContext) -> None:
+        self._ocr: OcrReader | None = context.ocr
+        self._max_image_pixels = context.documents.max_image_pixels
         self.used_ocr = False
 
     def read(self, blob: bytes, content_type: str) -> list[str]:
         if self._ocr is None or content_type not in _OCR_IMAGE_TYPES:
             return []
         try:
+            check_image_pixels(blob, self._max_image_pixels)
             lines = _clean_lines(self._ocr.read_image(blob))
-        except UnreadableImageError:
-            # One broken picture should not make the whole file unreadable.
-            logger.warning("Skipping an embedded %s picture that cannot be decoded", content_type)
+        except UnreadableImageError as exc:
+            # One broken or oversized picture should not make the whole file unreadable.
+            logger.warning("Skipping an embedded %s picture: %s", content_type, exc)
             return []
         self.used_ocr = self.used_ocr or bool(lines)
         return lines
 
 
 class _WordReader(_OcrCollector):
-    def __init__(self, word: WordDocument, ocr: OcrReader | None) -> None:
-        super().__init__(ocr)
+    def __init__(self, word: WordDocument, context: LoaderContext) -> None:
+        super().__init__(context)
         self._word = word
         self._read_pictures: set[str] = set()
 

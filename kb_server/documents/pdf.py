@@ -15,16 +15,20 @@ from typing import Any, ClassVar
 from langchain_core.documents import Document
 from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import PyPdfError
+from pypdf.generic import DictionaryObject
 
-from kb_server.documents.base import LoaderContext, OcrReader
-from kb_server.documents.ocr import UnreadableImageError
+from kb_server.documents.base import LoaderContext, OcrReader, reject_empty
+from kb_server.documents.ocr import ImageTooLargeError, UnreadableImageError, check_image_pixels
 from kb_server.errors import DocumentLoadError
+from kb_server.settings import DocumentSettings
 
 logger = logging.getLogger(__name__)
 
 # pypdf reports damaged structure through its own errors and, deeper down, these builtins.
 _PDF_ERRORS = (PyPdfError, ValueError, KeyError, TypeError, IndexError, AttributeError)
 _BLANK_LINE_RUNS = re.compile(r"\n{3,}")
+# Readers accept junk before the header (as Acrobat does) within the first kilobyte.
+_HEADER_SEARCH_BYTES = 1024
 
 
 class PdfLoader:
@@ -53,7 +57,7 @@ class PdfLoader:
                 if ocr is None:
                     unread_scans += 1
                 else:
-                    scanned = _ocr_page(page, ocr, path.name, number)
+                    scanned = _ocr_page(page, ocr, self._context.documents, path.name, number)
                     if scanned:
                         text = f"{text}\n{scanned}" if text else scanned
                         metadata["ocr"] = True
@@ -70,6 +74,13 @@ class PdfLoader:
 
 
 def _open_pdf(path: Path) -> PdfReader:
+    reject_empty(path)
+    with path.open("rb") as handle:
+        head = handle.read(_HEADER_SEARCH_BYTES)
+    if b"%PDF-" not in head:
+        raise DocumentLoadError(
+            path.name, "not a PDF (no %PDF- header: another kind of file renamed?)"
+        )
     try:
         reader = PdfReader(path, strict=False)
     except _PDF_ERRORS as exc:
@@ -97,23 +108,66 @@ def _page_text(page: PageObject, file_name: str, number: int) -> str:
     return normalize_text(raw)
 
 
-def _ocr_page(page: PageObject, ocr: OcrReader, file_name: str, number: int) -> str:
+def _ocr_page(
+    page: PageObject, ocr: OcrReader, documents: DocumentSettings, file_name: str, number: int
+) -> str:
     texts = []
     try:
-        images = list(page.images)
+        # Listing the ids decodes inline images only (small, part of the content stream).
+        image_ids = page.images.keys()
     except (*_PDF_ERRORS, NotImplementedError) as exc:
         logger.warning("%s page %d: images unreadable (%s)", file_name, number, exc)
         return ""
-    for image in images:
+    for image_id in image_ids:
         try:
+            # pypdf decodes an image when it is fetched: check its declared size first.
+            _check_declared_pixels(page, image_id, documents.max_image_pixels)
+            image = page.images[image_id]
+            check_image_pixels(image.data, documents.max_image_pixels)
             text = ocr.read_image(image.data)
         except (*_PDF_ERRORS, NotImplementedError, UnreadableImageError) as exc:
-            # One undecodable image (an odd filter, a broken stream) must not lose the file.
-            logger.warning("%s page %d: skipped image %s (%s)", file_name, number, image.name, exc)
+            # One undecodable or oversized image (an odd filter, a broken stream, a huge
+            # canvas) must not lose the file.
+            logger.warning("%s page %d: skipped image %s (%s)", file_name, number, image_id, exc)
             continue
         if text:
             texts.append(text)
     return normalize_text("\n".join(texts))
+
+
+def _check_declared_pixels(page: PageObject, image_id: str | list[str], max_pixels: int) -> None:
+    """Raise ``ImageTooLargeError`` for an image XObject whose /Width x /Height is too large.
+
+    ``image_id`` is pypdf's: ``/Name`` on the page, a list of names through nested forms, or
+    ``~N~`` for an inline image (already decoded; its data is checked afterwards).
+    """
+    names = [image_id] if isinstance(image_id, str) else list(image_id)
+    if not names or names[0].startswith("~"):
+        return
+    xobject: DictionaryObject = page
+    for name in names:
+        resources = _entry(xobject, "/Resources")
+        xobjects = _entry(resources, "/XObject") if resources is not None else None
+        found = _entry(xobjects, name) if xobjects is not None else None
+        if found is None:
+            return
+        xobject = found
+    width = _number(xobject, "/Width")
+    height = _number(xobject, "/Height")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(width, height, max_pixels)
+
+
+def _entry(dictionary: DictionaryObject, key: str) -> DictionaryObject | None:
+    value = dictionary.get(key)
+    value = value.get_object() if value is not None else None
+    return value if isinstance(value, DictionaryObject) else None
+
+
+def _number(dictionary: DictionaryObject, key: str) -> int:
+    value = dictionary.get(key)
+    value = value.get_object() if value is not None else None
+    return value if isinstance(value, int) else 0
 
 
 def normalize_text(text: str) -> str:

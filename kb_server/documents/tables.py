@@ -20,7 +20,8 @@ import openpyxl
 from langchain_core.documents import Document
 from openpyxl.utils.exceptions import InvalidFileException
 
-from kb_server.documents.base import LoaderContext, render_row
+from kb_server.documents.archives import check_archive
+from kb_server.documents.base import LoaderContext, reject_empty, render_row
 from kb_server.documents.encoding import decode_text
 from kb_server.errors import DocumentLoadError
 
@@ -73,11 +74,17 @@ class XlsxLoader:
         self.context = context
 
     def load(self, path: Path) -> list[Document]:
+        reject_empty(path)
         with path.open("rb") as handle:
             if handle.read(len(_OLE_SIGNATURE)) == _OLE_SIGNATURE:
                 raise DocumentLoadError(
                     path.name, "encrypted (password-protected) workbook or legacy .xls, not an xlsx"
                 )
+        if not zipfile.is_zipfile(path):
+            raise DocumentLoadError(
+                path.name, "not an xlsx workbook (not a zip archive: another format renamed?)"
+            )
+        check_archive(path, self.context.documents.max_unpacked_mb)
         try:
             workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
         except _CORRUPT_WORKBOOK_ERRORS as error:

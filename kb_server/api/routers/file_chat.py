@@ -21,11 +21,13 @@ from kb_server.api.routers.chat import _KB_CHAT_RESPONSES, _kb_chat
 from kb_server.api.schemas.chat import KbChatAnswer
 from kb_server.api.schemas.file_chat import FileChatBody, TempDocsResult
 from kb_server.api.schemas.knowledge_base import merge_splitter
+from kb_server.api.upload_limits import UploadLimitRoute
 from kb_server.chat.file_chat import TempKnowledgeBases
 from kb_server.chat.service import RetrievedDoc
 from kb_server.knowledge.types import KbFileNotFoundError
 
-router = APIRouter(tags=["file_chat"])
+# UploadLimitRoute: uploads over documents.max_request_mb or max_file_mb get a 413.
+router = APIRouter(tags=["file_chat"], route_class=UploadLimitRoute)
 
 # Guards the first creation of an app's TempKnowledgeBases: two would each cache indexes.
 _BUILD_GUARD = threading.Lock()

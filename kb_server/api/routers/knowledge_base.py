@@ -42,6 +42,7 @@ from kb_server.api.schemas.knowledge_base import (
     merge_splitter,
 )
 from kb_server.api.sse import EventStreamResponse, sse_data
+from kb_server.api.upload_limits import UploadLimitRoute
 from kb_server.errors import KbError
 from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.paths import InvalidNameError, validate_file_name
@@ -51,7 +52,12 @@ from kb_server.settings import SplitterSettings
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/knowledge_base", tags=["knowledge_base", CHATCHAT_TAG])
+# UploadLimitRoute: uploads over documents.max_request_mb or max_file_mb get a 413.
+router = APIRouter(
+    prefix="/knowledge_base",
+    tags=["knowledge_base", CHATCHAT_TAG],
+    route_class=UploadLimitRoute,
+)
 
 # Events waiting for a slow client; the rebuild waits when this many are unread.
 EVENT_QUEUE_SIZE = 64

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import struct
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +79,34 @@ def write_pdf(path: Path, pages: Sequence[PdfPage], font_path: Path) -> Path:
         pdf.showPage()
     pdf.save()
     return path
+
+
+def png_declaring_size(width: int, height: int) -> bytes:
+    """A tiny 1-bit PNG whose header declares ``width`` x ``height``: cheap to store, and
+    anything that decodes it would allocate the whole canvas."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00"))
+        + chunk(b"IEND", b"")
+    )
+
+
+def zip_bytes(members: Mapping[str, bytes], base: bytes = b"") -> bytes:
+    """A deflated zip of ``members``, added to the members of the zip ``base`` if given."""
+    buffer = io.BytesIO(base)
+    with zipfile.ZipFile(buffer, "a" if base else "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def zeros_mb(size_mb: float) -> bytes:
+    """Zeros that deflate about 1000:1: a zip bomb's payload, a few KB once compressed."""
+    return bytes(int(size_mb * 1024 * 1024))
