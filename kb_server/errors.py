@@ -103,3 +103,15 @@ class LlmRequestError(KbError):
 class UnknownModelError(KbError):
     code = "unknown_model"
     http_status = 404
+
+
+def require_valid_unicode(text: str, what: str) -> str:
+    """``text`` itself, or InvalidInputError when it holds lone surrogates (a JSON "\\ud800"
+    escape decodes to one), which no tokenizer, index or file can take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"{what} contains characters that are not valid Unicode (lone surrogates)"
+        ) from None
+    return text

@@ -6,6 +6,7 @@ On Chatchat-compatible routes the same body also carries Chatchat's envelope fie
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -26,11 +27,20 @@ def _is_chatchat_route(request: Request) -> bool:
     return CHATCHAT_TAG in (getattr(route, "tags", None) or [])
 
 
+class ErrorJSONResponse(JSONResponse):
+    """JSON that survives lone surrogates: a request's JSON may carry "\\ud800", which
+    validation errors echo back and UTF-8 cannot encode; it goes out escaped instead."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", errors="backslashreplace")
+
+
 def error_response(request: Request, status: int, detail: Any, message: str) -> JSONResponse:
     body: dict[str, Any] = {"detail": detail}
     if _is_chatchat_route(request):
         body = {"code": status, "msg": message, "data": None, **body}
-    return JSONResponse(status_code=status, content=jsonable_encoder(body))
+    return ErrorJSONResponse(status_code=status, content=jsonable_encoder(body))
 
 
 async def handle_kb_error(request: Request, exc: Exception) -> JSONResponse:
@@ -44,6 +54,13 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
     return error_response(request, 422, exc.errors(), "invalid request parameters")
 
 
+async def handle_unencodable_text(request: Request, exc: Exception) -> JSONResponse:
+    """Text that cannot be stored (lone surrogates from JSON escapes) is the client's error."""
+    assert isinstance(exc, UnicodeEncodeError)
+    message = f"text that cannot be encoded as {exc.encoding}: {exc.reason}"
+    return error_response(request, 422, {"code": "invalid_text", "message": message}, message)
+
+
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return error_response(request, exc.status_code, exc.detail, str(exc.detail))
@@ -53,3 +70,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(KbError, handle_kb_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    app.add_exception_handler(UnicodeEncodeError, handle_unencodable_text)

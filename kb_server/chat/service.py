@@ -13,7 +13,7 @@ from typing import Any
 
 from kb_server.chat.prompts import PromptBuilder, PromptTemplates, Reference
 from kb_server.chat.tokens import token_counter
-from kb_server.errors import InvalidInputError, KbError
+from kb_server.errors import InvalidInputError, KbError, require_valid_unicode
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.llm.base import ChatMessage, GenerationParams, LLMClient
 from kb_server.llm.extractive import EXTRACTIVE_MODEL, ExtractiveAnswerer
@@ -179,8 +179,7 @@ class ChatService:
         return PromptBuilder(token_counter(self.settings, name), client.context_window, reserve)
 
     def kb_chat(self, request: KbChatRequest) -> ChatStream:
-        if not request.query.strip():
-            raise InvalidInputError("the question is empty")
+        _check_texts(request)
         if not request.kb_names:
             raise InvalidInputError("name at least one knowledge base")
         name, client = self._client(request.model_name)
@@ -210,8 +209,7 @@ class ChatService:
         return ChatStream(events, docs, name)
 
     def llm_chat(self, request: LlmChatRequest) -> ChatStream:
-        if not request.query.strip():
-            raise InvalidInputError("the question is empty")
+        _check_texts(request)
         name, client = self._client(request.model_name)
         if client is None:
             raise InvalidInputError(
@@ -235,3 +233,11 @@ def _answer_then_docs(deltas: Iterator[str], docs: list[RetrievedDoc]) -> Iterat
         if close is not None:
             close()
     yield DocsEvent(docs)
+
+
+def _check_texts(request: LlmChatRequest) -> None:
+    if not request.query.strip():
+        raise InvalidInputError("the question is empty")
+    require_valid_unicode(request.query, "the question")
+    for message in request.history:
+        require_valid_unicode(message.content, "the history")

@@ -22,6 +22,9 @@ FILE_PATH_MAX_CHARS = 512
 # Letters of any script (Chinese included), digits, and - _ . inside the name.
 _KB_NAME_PATTERN = re.compile(r"^[^\W_][\w.\-]*$")
 _FORBIDDEN_IN_FILE_NAMES = set('\\:*?"<>|\0')
+# Controls, invisible format characters (bidi overrides such as U+202E, zero-width ones),
+# lone surrogates (unwritable to disk) and line/paragraph separators.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _MODEL_FOLDER_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -63,9 +66,23 @@ def validate_file_name(name: str) -> str:
             raise InvalidNameError(f"file name {name!r} has a forbidden part {part!r}")
         if len(part) > FILE_NAME_MAX_CHARS:
             raise InvalidNameError(f"a part of {name!r} is longer than {FILE_NAME_MAX_CHARS}")
-        if any(ch in _FORBIDDEN_IN_FILE_NAMES or ord(ch) < 32 for ch in part):
+        if any(_forbidden_in_file_name(ch) for ch in part):
             raise InvalidNameError(f"file name {name!r} contains a forbidden character")
+        if _looks_like_path_syntax(part):
+            raise InvalidNameError(f"file name {name!r} has a part {part!r} that reads as a path")
     return "/".join(parts)
+
+
+def _forbidden_in_file_name(char: str) -> bool:
+    return char in _FORBIDDEN_IN_FILE_NAMES or unicodedata.category(char) in _FORBIDDEN_CATEGORIES
+
+
+def _looks_like_path_syntax(part: str) -> bool:
+    """Whether compatibility folding (NFKC, as some clients and archivers apply) turns ``part``
+    into a separator or a dot name: fullwidth '．．／' or the one-dot leader U+2024 does.
+    Other fullwidth punctuation, common in Chinese titles ('：', '（'), stays allowed."""
+    folded = unicodedata.normalize("NFKC", part)
+    return "/" in folded or "\\" in folded or folded.startswith(".")
 
 
 def model_folder_name(model: str) -> str:

@@ -21,7 +21,7 @@ from kb_server.db.engine import Database
 from kb_server.db.models import ChunkRow, KnowledgeBase, KnowledgeFile
 from kb_server.embedding import EmbeddingModelUnavailableError, get_embedder
 from kb_server.embedding.base import Embedder
-from kb_server.errors import InvalidInputError
+from kb_server.errors import InvalidInputError, require_valid_unicode
 from kb_server.knowledge.ingest import KbWriter, splitter_of
 from kb_server.knowledge.locks import KbLocks
 from kb_server.knowledge.paths import KbPaths, validate_file_name
@@ -351,6 +351,7 @@ class KnowledgeBaseService:
         """Replace one chunk's text; its vector is recomputed."""
         if not text.strip():
             raise InvalidInputError("a chunk's text cannot be empty")
+        require_valid_unicode(text, "the chunk's text")
         with self.write_lock(kb_name):
             kb = self.kb_row(kb_name)
             writer = self.writer(kb)
@@ -385,6 +386,7 @@ class KnowledgeBaseService:
         when one is available; ``score_threshold`` is the minimum ``score`` kept (its scale per
         mode: kb_server.retrieval.retriever).
         """
+        require_valid_unicode(query, "the query")
         kb = self.kb_row(kb_name)
         mode = search_mode or self.settings.retrieval.search_mode
         use_reranker = self.settings.retrieval.rerank if rerank is None else rerank

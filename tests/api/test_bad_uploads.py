@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from pypdf import PdfWriter
 
 from kb_server.settings import Settings
+from tests.fs_snapshot import tree_snapshot
 from tests.unit.documents.rendering import png_declaring_size, zeros_mb, zip_bytes
 
 KB = "docs"
@@ -138,20 +139,6 @@ CASES = {
 }
 
 
-def _snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
-    """Every file and folder under ``root`` but ``skip``: size and modification time."""
-    entries: dict[str, tuple[int, int]] = {}
-    for path in root.rglob("*"):
-        if path == skip or skip in path.parents:
-            continue
-        stat = path.stat()
-        entries[str(path.relative_to(root))] = (
-            stat.st_size if path.is_file() else 0,
-            stat.st_mtime_ns,
-        )
-    return entries
-
-
 def _post(client: TestClient, case: Case) -> tuple[int, dict[str, Any]]:
     form = {"knowledge_base_name": KB} if case.route == UPLOAD else {}
     parts = [("files", (name, data, "application/octet-stream")) for name, data in case.files]
@@ -193,8 +180,8 @@ def test_bad_upload_fails_alone_and_touches_nothing_else(
     earlier = client.post(UPLOAD, data={"knowledge_base_name": KB}, files=[("files", EARLIER)])
     assert earlier.json()["data"]["files"][0]["status"] == "indexed"
     kb_root = api_settings.kb_root
-    outside = _snapshot(tmp_path.parent, kb_root)
-    stored = _snapshot(kb_root, kb_root / "no such folder")
+    outside = tree_snapshot(tmp_path.parent, kb_root)
+    stored = tree_snapshot(kb_root, kb_root / "no such folder")
 
     status, body = _post(client, case)
 
@@ -206,7 +193,7 @@ def test_bad_upload_fails_alone_and_touches_nothing_else(
             assert (body["code"], body["data"]) == (413, None)
         if "max_file_mb" in case.reason:
             assert "big.txt" in body["detail"]["message"]
-        assert _snapshot(kb_root, kb_root / "no such folder") == stored
+        assert tree_snapshot(kb_root, kb_root / "no such folder") == stored
         assert _listed(client) == [EARLIER[0]]
     else:
         failed = body["data"]["failed_files"]
@@ -219,4 +206,4 @@ def test_bad_upload_fails_alone_and_touches_nothing_else(
             assert _search(client, "rocket propellant spacecraft launch")[0] == IN_BATCH[0]
 
     assert _search(client, "Which pet purrs and hunts mice?")[0] == EARLIER[0]
-    assert _snapshot(tmp_path.parent, kb_root) == outside
+    assert tree_snapshot(tmp_path.parent, kb_root) == outside

@@ -249,3 +249,8 @@ def test_an_event_stream_closes_its_source_when_the_client_goes(spec_version: st
 
     anyio.run(serve)
     assert sent[1]["body"] == 'data: {"answer": "字"}\n\n'.encode()
+
+
+def test_a_seed_beyond_64_bits_is_rejected_before_the_llm(client: TestClient) -> None:
+    response = client.post("/chat/chat", json={"query": "hi", **TINY, "seed": 2**64})
+    assert response.status_code == 422

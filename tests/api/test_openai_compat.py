@@ -123,3 +123,16 @@ def test_an_unreachable_llm_is_a_503_in_openai_shape(api_settings: Settings, str
     error = response.json()["error"]
     assert (error["code"], error["type"]) == ("llm_unavailable", "server_error")
     assert response.json()["docs"][0]["source"] == REFUNDS_FILE
+
+
+def test_a_seed_beyond_64_bits_is_a_bad_request(llm: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError):
+        llm.chat.completions.create(model=TINY_QWEN_MODEL_NAME, messages=QUESTION, seed=2**64)
+
+
+def test_a_body_that_is_not_json_is_a_400_in_openai_shape(client: TestClient) -> None:
+    response = client.post(
+        "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from kb_server.api.container import Container
 from kb_server.api.schemas.conversations import (
@@ -34,6 +34,8 @@ def get_conversations(request: Request) -> ConversationService:
 
 
 ConversationsDep = Annotated[ConversationService, Depends(get_conversations)]
+# Message ids are 64-bit database rows: a larger number would overflow the driver, not miss.
+MessageId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 @router.post("")
@@ -79,7 +81,7 @@ def add_message(
 
 @router.post("/{conversation_id}/messages/{message_id}/feedback")
 def give_feedback(
-    conversation_id: str, message_id: int, body: FeedbackBody, service: ConversationsDep
+    conversation_id: str, message_id: MessageId, body: FeedbackBody, service: ConversationsDep
 ) -> MessageOut:
     message = service.set_feedback(conversation_id, message_id, body.score, body.reason)
     return MessageOut.of(message)

@@ -47,7 +47,12 @@ from kb_server.errors import KbError
 from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.paths import InvalidNameError, validate_file_name
 from kb_server.knowledge.service import KnowledgeBaseService
-from kb_server.knowledge.types import IngestReport, KbFileExistsError, KbFileNotFoundError
+from kb_server.knowledge.types import (
+    ChunkNotFoundError,
+    IngestReport,
+    KbFileExistsError,
+    KbFileNotFoundError,
+)
 from kb_server.settings import SplitterSettings
 
 logger = logging.getLogger(__name__)
@@ -63,6 +68,8 @@ router = APIRouter(
 EVENT_QUEUE_SIZE = 64
 # A client that reads nothing for this long is gone: the rebuild goes on without its events.
 CLIENT_STALL_SECONDS = 30.0
+# The largest id a database row can have (SQLite's and PostgreSQL's 64-bit integers).
+SQL_INTEGER_MAX = 2**63 - 1
 
 
 # -- knowledge bases ---------------------------------------------------------------------------
@@ -263,6 +270,10 @@ def list_file_chunks(
 
 @router.post("/update_chunk")
 def update_chunk(request: UpdateChunkRequest, service: KbServiceDep) -> Envelope[ChunkOut]:
+    if abs(request.chunk_id) > SQL_INTEGER_MAX:
+        # No such row can exist, and the database driver would overflow binding it.
+        kb_name = service.paths(request.knowledge_base_name).name
+        raise ChunkNotFoundError(f"chunk {request.chunk_id} is not in {kb_name!r}")
     chunk = service.edit_chunk(request.knowledge_base_name, request.chunk_id, request.text)
     return ok(ChunkOut.of(chunk))
 

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from kb_server.api.deps import ChatDep, ContainerDep
 from kb_server.api.schemas.chat import SourceDoc, source_docs
@@ -48,6 +49,7 @@ from kb_server.chat.service import (
     LlmChatRequest,
     collect,
 )
+from kb_server.db.conversations import as_utc
 from kb_server.errors import InvalidInputError, KbError
 
 
@@ -86,6 +88,11 @@ class OpenAIErrorRoute(APIRoute):
                     f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors()
                 )
                 return openai_error(400, problems, "invalid_request")
+            except HTTPException as exc:
+                # FastAPI's own refusals, such as a body that is not JSON.
+                response = openai_error(exc.status_code, str(exc.detail), "invalid_request")
+                response.headers.update(exc.headers or {})
+                return response
 
         return handle
 
@@ -101,7 +108,7 @@ def list_models(container: ContainerDep) -> ModelList:
     """The LLMs (and "extractive"), then "kb/<name>" for every knowledge base."""
     cards = [ModelCard(id=name) for name in container.chat.model_names()]
     cards += [
-        ModelCard(id=KB_MODEL_PREFIX + kb.name, created=int(kb.created_at.timestamp()))
+        ModelCard(id=KB_MODEL_PREFIX + kb.name, created=int(as_utc(kb.created_at).timestamp()))
         for kb in container.kb_service.list_kbs()
     ]
     return ModelList(data=cards)

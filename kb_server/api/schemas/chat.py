@@ -13,6 +13,9 @@ from kb_server.chat.service import RetrievedDoc
 from kb_server.llm.base import ChatMessage
 
 DOWNLOAD_DOC_PATH = "/knowledge_base/download_doc"
+# Sampling seeds are 64-bit: a local model's torch.manual_seed fails on a bigger one, and a
+# failed generation reads as the LLM being down (503), not as a bad request.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 class HistoryMessage(BaseModel):
@@ -35,7 +38,9 @@ class LlmChatBody(BaseModel):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(None, ge=1, description="Most tokens of the answer.")
     prompt_name: str = Field("default", description="A template in configs/prompts.yaml.")
-    seed: int | None = Field(None, description="Sampling seed, for repeatable answers.")
+    seed: int | None = Field(
+        None, ge=SEED_MIN, le=SEED_MAX, description="Sampling seed, for repeatable answers."
+    )
 
     def history_messages(self) -> list[ChatMessage]:
         return [message.to_message() for message in self.history]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kb_server.api.envelope import Envelope
 from kb_server.api.schemas.retrieval import RetrievalOptions
+from kb_server.db.conversations import as_utc
 from kb_server.errors import InvalidInputError
 from kb_server.knowledge.types import ChunkInfo, FileInfo, KbInfo, SearchHit
 from kb_server.settings import SplitterSettings
@@ -76,6 +77,7 @@ class KbDetails(BaseModel):
     chunk_size: int
     chunk_overlap: int
     zh_title_enhance: bool
+    # Sent in UTC with the zone, which OpenAPI's date-time requires (SQLite drops it).
     created_at: datetime
 
     @classmethod
@@ -91,7 +93,7 @@ class KbDetails(BaseModel):
             chunk_size=info.splitter.chunk_size,
             chunk_overlap=info.splitter.chunk_overlap,
             zh_title_enhance=info.splitter.zh_title_enhance,
-            created_at=info.created_at,
+            created_at=as_utc(info.created_at),
         )
 
 
@@ -164,7 +166,7 @@ class FileDetails(BaseModel):
             chunk_size=info.splitter.chunk_size,
             chunk_overlap=info.splitter.chunk_overlap,
             zh_title_enhance=info.splitter.zh_title_enhance,
-            updated_at=info.updated_at,
+            updated_at=as_utc(info.updated_at),
         )
 
     @classmethod

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from kb_server.api.schemas.chat import SourceDoc
+from kb_server.api.schemas.chat import SEED_MAX, SEED_MIN, SourceDoc
 from kb_server.api.schemas.retrieval import RetrievalOptions
 from kb_server.llm.base import ChatMessage
 
@@ -54,7 +54,7 @@ class ChatCompletionBody(RetrievalOptions):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens.")
     stream: bool = False
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     stop: str | list[str] | None = None
     # Ours, for "kb/..." models.
     llm_model: str | None = Field(
