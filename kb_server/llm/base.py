@@ -9,6 +9,11 @@ from typing import Literal, Protocol
 Role = Literal["system", "user", "assistant"]
 
 
+# Sampling seeds are 64-bit: a local model's torch.manual_seed fails on a bigger one, and a
+# failed generation reads as the LLM being down, not as a bad request.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role

@@ -39,6 +39,9 @@ WEIGHT_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
 CONTEXT_LENGTH_FIELDS = ("max_position_embeddings", "seq_length", "n_positions")
 EXPLICIT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
+# Below this, a request is answered greedily (as at temperature 0).
+MIN_SAMPLING_TEMPERATURE = 1e-4
+
 
 class ModelLoadError(KbError):
     """A model directory that cannot be served: missing, incomplete, or failing to load."""
@@ -232,12 +235,15 @@ class LocalChatModel:
         stops = tuple(stop for stop in params.stop if stop)
         # Keyword arguments, not a GenerationConfig: what they leave out comes from the model's
         # generation_config.json, and transformers does not warn about unused sampling values.
+        # Sampling at a temperature this low is greedy decoding anyway, and dividing the logits
+        # by it overflows to inf/nan, which makes sampling fail.
+        sample = params.temperature >= MIN_SAMPLING_TEMPERATURE
         options: dict[str, Any] = {
             "max_new_tokens": prompt.max_new_tokens,
             "pad_token_id": self._pad_id,
-            "do_sample": params.temperature > 0,
+            "do_sample": sample,
         }
-        if params.temperature > 0:
+        if sample:
             options.update(temperature=params.temperature, top_p=params.top_p)
         if stops and self._native_stops:
             options.update(stop_strings=list(stops), tokenizer=self._tokenizer)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Scope, Send
 
 from kb_server.errors import InvalidInputError, KbError, UnknownModelError
-from kb_server.llm.base import ChatMessage, GenerationParams
+from kb_server.llm.base import SEED_MAX, SEED_MIN, ChatMessage, GenerationParams
 from kb_server.llm.local_generation import GenerationRun
 from kb_server.llm.local_model import LocalChatModel, PreparedPrompt
 
@@ -69,7 +69,7 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     n: int = Field(1, ge=1, le=1)
 
 

@@ -10,12 +10,9 @@ from pydantic import BaseModel, Field
 
 from kb_server.api.schemas.retrieval import RetrievalOptions
 from kb_server.chat.service import RetrievedDoc
-from kb_server.llm.base import ChatMessage
+from kb_server.llm.base import SEED_MAX, SEED_MIN, ChatMessage
 
 DOWNLOAD_DOC_PATH = "/knowledge_base/download_doc"
-# Sampling seeds are 64-bit: a local model's torch.manual_seed fails on a bigger one, and a
-# failed generation reads as the LLM being down (503), not as a bad request.
-SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 class HistoryMessage(BaseModel):

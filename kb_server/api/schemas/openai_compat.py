@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from kb_server.api.schemas.chat import SEED_MAX, SEED_MIN, SourceDoc
+from kb_server.api.schemas.chat import SourceDoc
 from kb_server.api.schemas.retrieval import RetrievalOptions
-from kb_server.llm.base import ChatMessage
+from kb_server.llm.base import SEED_MAX, SEED_MIN, ChatMessage
 
 # A model named "kb/<knowledge base>" answers from that knowledge base.
 KB_MODEL_PREFIX = "kb/"

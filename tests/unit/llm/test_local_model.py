@@ -173,3 +173,10 @@ def test_cancel_stops_generation_within_a_few_tokens(tiny_model: LocalChatModel)
     assert run.completion_tokens < 900
     # the model is free again
     assert tiny_model.complete(messages, GenerationParams(temperature=0, max_tokens=3)).text
+
+
+def test_a_vanishing_temperature_decodes_greedily(tiny_model: LocalChatModel) -> None:
+    messages = [ChatMessage("user", "你好")]
+    greedy = tiny_model.complete(messages, GenerationParams(temperature=0.0, max_tokens=6))
+    tiny = tiny_model.complete(messages, GenerationParams(temperature=1e-300, max_tokens=6))
+    assert tiny.text == greedy.text

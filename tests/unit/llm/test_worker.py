@@ -234,6 +234,18 @@ def test_oversized_last_message_gets_400(client: openai.OpenAI, llm_worker: str)
     assert answer.json()["error"]["code"] == "context_length_exceeded"
 
 
+def test_a_seed_beyond_64_bits_is_a_bad_request(llm_worker: str) -> None:
+    body = {
+        "model": TINY_QWEN_MODEL_NAME,
+        "messages": [{"role": "user", "content": "你好"}],
+        "max_tokens": 2,
+        "seed": 2**70,
+    }
+    answer = httpx.post(f"{llm_worker}/chat/completions", json=body, timeout=30)
+    assert 400 <= answer.status_code < 500
+    assert "error" in answer.json()
+
+
 def test_stream_with_usage_reports_token_counts(llm_worker: str) -> None:
     body = {
         "model": TINY_QWEN_MODEL_NAME,
