@@ -14,7 +14,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -119,8 +120,7 @@ class FaissStore:
             raise ValueError("ids must be unique within one add() call")
         if id_array.size == 0:
             return
-        with self._lock:
-            self._apply_threads()
+        with self._lock, self._omp_threads():
             self._index.remove_ids(id_array)
             self._index.add_with_ids(matrix, id_array)
 
@@ -128,8 +128,7 @@ class FaissStore:
         id_array = _id_array(ids)
         if id_array.size == 0:
             return 0
-        with self._lock:
-            self._apply_threads()
+        with self._lock, self._omp_threads():
             return int(self._index.remove_ids(id_array))
 
     def search(
@@ -151,8 +150,7 @@ class FaissStore:
             # applies inside the scan: k hits from the allowed ids, not k hits filtered after.
             params = faiss.SearchParameters()
             params.sel = faiss.IDSelectorBatch(allowed)
-        with self._lock:
-            self._apply_threads()
+        with self._lock, self._omp_threads():
             # Asking FAISS for more than it holds only produces -1 padding.
             limit = min(limit, int(self._index.ntotal))
             if limit == 0:
@@ -203,11 +201,24 @@ class FaissStore:
         """Whether ``index.faiss`` is no longer the file this store last loaded or saved."""
         return file_signature(self._directory / INDEX_FILE) != self._signature
 
-    def _apply_threads(self) -> None:
-        # libgomp keeps the thread count per calling thread (a value set in one thread does not
-        # reach the server's worker threads), so it is set on every call, which is cheap.
-        if self._threads is not None:
-            faiss.omp_set_num_threads(self._threads)
+    @contextmanager
+    def _omp_threads(self) -> Iterator[None]:
+        """FAISS's thread count for one call, then the caller's again.
+
+        libgomp keeps the count per calling thread (a value set in one thread does not reach
+        the server's worker threads), so it is set on every call, which is cheap. It is put
+        back because torch shares it: left at 1, the next query embedding in this thread
+        would run on one thread too.
+        """
+        if self._threads is None:
+            yield
+            return
+        previous = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(self._threads)
+        try:
+            yield
+        finally:
+            faiss.omp_set_num_threads(previous)
 
     def _matrix(
         self, vectors: NDArray[np.float32], what: str, *, allow_single_row: bool

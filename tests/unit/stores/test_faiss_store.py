@@ -176,21 +176,24 @@ def test_changed_on_disk_sees_other_saves_but_not_its_own(
     assert not other.changed_on_disk()
 
 
-def test_configured_threads_apply_in_the_calling_thread(directory: Path) -> None:
+def test_configured_threads_are_set_per_call_in_any_thread_and_then_restored(
+    directory: Path,
+) -> None:
     store = FaissStore.open(directory, DIMENSION, VectorStoreSettings(faiss_threads=1))
     store.add([1], unit_vectors(1, seed=9))
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
 
     def search_in_fresh_thread() -> None:
         faiss.omp_set_num_threads(3)
-        store.search(unit_vectors(1, seed=10)[0], 1)
-        seen.append(faiss.omp_get_max_threads())
+        hits = store.search(unit_vectors(1, seed=10)[0], 1)
+        seen.append((hits[0].id, faiss.omp_get_max_threads()))
 
     worker = threading.Thread(target=search_in_fresh_thread)
     worker.start()
     worker.join()
 
-    assert seen == [1]
+    # The search ran (in a thread the store never saw) and left the thread's own count.
+    assert seen == [(1, 3)]
 
 
 def test_concurrent_adds_deletes_and_searches_stay_consistent(directory: Path) -> None:
