@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import httpx
 from pydantic import TypeAdapter
 
 from webui.api_models import (
@@ -31,7 +30,7 @@ from webui.api_models import (
     SourceDoc,
     TempDocs,
 )
-from webui.transport import ApiError, HttpApi, error_from_response, transport_error
+from webui.transport import ApiError, HttpApi
 
 __all__ = ["ApiClient", "ApiError", "UploadFile"]
 
@@ -66,13 +65,7 @@ class ApiClient(HttpApi):
         """
         if not path.startswith("/") or path.startswith("//"):
             raise ApiError(0, "invalid_path", f"不是本 API 的路径: {path}")
-        try:
-            response = self._http.get(path)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, self.base_url) from exc
-        if response.is_error:
-            raise error_from_response(response)
-        return response.content
+        return self._response("GET", path).content
 
     # -- status and models ---------------------------------------------------------------------
 

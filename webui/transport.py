@@ -102,13 +102,18 @@ class HttpApi:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _response(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A successful response; a failure of any kind raises ``ApiError``."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise transport_error(exc, self.base_url) from exc
         if response.is_error:
             raise error_from_response(response)
+        return response
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._response(method, path, **kwargs)
         return response.json() if response.content else None
 
     def _data(self, method: str, path: str, **kwargs: Any) -> Any:

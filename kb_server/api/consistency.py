@@ -74,12 +74,4 @@ class StartupConsistencyCheck:
 
 
 def summary(report: CheckReport) -> str:
-    counts = {
-        "chunks without vectors": len(report.chunks_without_vectors),
-        "vectors without chunks": len(report.vectors_without_chunks),
-        "chunks without keyword entries": len(report.chunks_without_keywords),
-        "keyword entries without chunks": len(report.keywords_without_chunks),
-        "files without content": len(report.files_without_content),
-        "content without rows": len(report.content_without_rows),
-    }
-    return ", ".join(f"{count} {label}" for label, count in counts.items() if count)
+    return ", ".join(f"{len(items)} {label}" for label, items in report.problems().items() if items)

@@ -21,6 +21,11 @@ logger = logging.getLogger("kb_server.api.requests")
 
 
 def _route_template(app: Any, scope: Scope) -> str:
+    # The router records the route it dispatched to; only a request refused before routing
+    # (a 401 of the key check) is matched here.
+    routed = scope.get("route")
+    if routed is not None:
+        return str(getattr(routed, "path", scope["path"]))
     for route in getattr(app, "routes", ()):
         match, _ = route.matches(scope)
         if match == Match.FULL:

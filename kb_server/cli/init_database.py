@@ -100,17 +100,9 @@ def summary_line(name: str, report: IngestReport) -> str:
 
 
 def check_lines(report: CheckReport) -> list[str]:
-    problems: dict[str, list[int] | list[str]] = {
-        "chunks without vectors": report.chunks_without_vectors,
-        "vectors without chunks": report.vectors_without_chunks,
-        "chunks without keyword entries": report.chunks_without_keywords,
-        "keyword entries without chunks": report.keywords_without_chunks,
-        "files in the database but not in content/": report.files_without_content,
-        "files in content/ but not in the database": report.content_without_rows,
-    }
     state = "consistent" if report.consistent else "INCONSISTENT"
     lines = [f"{report.kb_name}: {state}"]
-    for label, items in problems.items():
+    for label, items in report.problems().items():
         if items:
             shown = ", ".join(str(item) for item in items[:10])
             more = f" (+{len(items) - 10} more)" if len(items) > 10 else ""

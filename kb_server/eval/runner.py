@@ -18,6 +18,7 @@ from tqdm import tqdm
 from kb_server.eval.datasets import EvalQuestion
 from kb_server.eval.metrics import first_hit_rank, hit_rate, mean_reciprocal_rank, percentile
 from kb_server.knowledge.service import KnowledgeBaseService
+from kb_server.retrieval.reranker import load_reranker
 from kb_server.settings import SearchMode, Settings
 
 logger = logging.getLogger(__name__)
@@ -35,11 +36,7 @@ DEFAULT_KS = (1, 5, 10)
 
 
 def reranker_available(settings: Settings) -> bool:
-    """Whether a reranker model can be loaded here (the loader is imported only when asked)."""
-    try:
-        from kb_server.retrieval.reranker import load_reranker
-    except ImportError:
-        return False
+    """Whether a reranker model can be loaded here."""
     return load_reranker(settings) is not None
 
 

@@ -206,7 +206,7 @@ class KbWriter:
         never match), before anything is added to it."""
         if self._keyword_analyzer_checked:
             return
-        if self.keywords.analyzer_version not in (None, self.analyzer.version):
+        if not self.analyzer.built(self.keywords):
             logger.info("keyword index analyzed with another version: rebuilding it")
             self.keywords.clear(self.analyzer.version)
         self._keyword_analyzer_checked = True
@@ -235,6 +235,15 @@ class KbWriter:
                     )
                 ).all()
             self.update_keywords(add=self.keyword_entries([(i, text) for i, text in rows]))
+
+    def index_missing_keywords(self) -> int:
+        """Analyze the KB's chunks that the keyword index lacks; returns how many there were."""
+        known = self.current_keyword_ids()
+        with self.db.session() as session:
+            chunk_ids = session.scalars(select(ChunkRow.id).where(ChunkRow.kb_id == self.kb_id))
+            missing = [chunk_id for chunk_id in chunk_ids if chunk_id not in known]
+        self.index_keywords_from_db(missing)
+        return len(missing)
 
     def drop_keyword_orphans(self, chunk_ids: set[int]) -> None:
         """Remove keyword entries whose chunks are gone."""

@@ -121,8 +121,7 @@ class KbMaintenance:
             index_ids = store.ids()
             keywords = service.keywords_for(kb)
             # Terms from another analyzer version do not count: they are rebuilt.
-            current = keywords.analyzer_version in (None, service.analyzer.version)
-            keyword_ids = keywords.ids() if current else set()
+            keyword_ids = keywords.ids() if service.analyzer.built(keywords) else set()
             with service.db.session() as session:
                 chunk_ids = set(session.scalars(select(ChunkRow.id).where(ChunkRow.kb_id == kb.id)))
             rows = self._row_names(kb)
@@ -161,10 +160,7 @@ class KbMaintenance:
                 vectors = writer.embed([text for _, text in missing])
                 writer.store.add([chunk_id for chunk_id, _ in missing], vectors)
                 writer.save_store()
-            known = writer.current_keyword_ids()
-            writer.index_keywords_from_db(
-                [i for i in found.chunks_without_keywords if i not in known]
-            )
+            writer.index_missing_keywords()
             writer.ingest(found.content_without_rows)
             return found
 

@@ -461,22 +461,13 @@ class KnowledgeBaseService:
         """Fill a keyword index that is empty while the KB has chunks (a KB built before
         keyword search, a deleted or unreadable index), from the chunk texts in the database."""
         keywords = self.keywords_for(kb)
-        if keywords.count() > 0 and keywords.analyzer_version == self.analyzer.version:
+        if keywords.count() > 0 and self.analyzer.built(keywords):
             return
         with self.db.session() as session:
             has_chunks = session.scalar(select(ChunkRow.id).where(ChunkRow.kb_id == kb.id).limit(1))
         if has_chunks is None:
             return
         with self.write_lock(kb.name):
-            writer = self.writer(kb)
-            known = writer.current_keyword_ids()
-            with self.db.session() as session:
-                chunk_ids = list(
-                    session.scalars(select(ChunkRow.id).where(ChunkRow.kb_id == kb.id))
-                )
-            missing = [chunk_id for chunk_id in chunk_ids if chunk_id not in known]
-            if missing:
-                logger.info(
-                    "%s: indexing the terms of %d chunks for keyword search", kb.name, len(missing)
-                )
-                writer.index_keywords_from_db(missing)
+            added = self.writer(kb).index_missing_keywords()
+        if added:
+            logger.info("%s: indexed the terms of %d chunks for keyword search", kb.name, added)

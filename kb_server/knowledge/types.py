@@ -143,16 +143,20 @@ class CheckReport:
     content_without_rows: list[str] = field(default_factory=list)
     failed_files: dict[str, str] = field(default_factory=dict)
 
+    def problems(self) -> dict[str, list[int] | list[str]]:
+        """Each kind of difference, by a label for people, with what was found of it."""
+        return {
+            "chunks without vectors": self.chunks_without_vectors,
+            "vectors without chunks": self.vectors_without_chunks,
+            "chunks without keyword entries": self.chunks_without_keywords,
+            "keyword entries without chunks": self.keywords_without_chunks,
+            "files in the database but not in content/": self.files_without_content,
+            "files in content/ but not in the database": self.content_without_rows,
+        }
+
     @property
     def consistent(self) -> bool:
-        return not (
-            self.chunks_without_vectors
-            or self.vectors_without_chunks
-            or self.chunks_without_keywords
-            or self.keywords_without_chunks
-            or self.files_without_content
-            or self.content_without_rows
-        )
+        return not any(self.problems().values())
 
 
 class IngestProgress(Protocol):

@@ -14,6 +14,8 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any, Final
 
+from kb_server.stores.keyword import KeywordIndex
+
 # Bump when the terms produced for the same text change: indexes built with an older analyzer
 # are rebuilt from the database rather than searched with mismatched terms.
 ANALYZER_VERSION: Final = "jieba-search-1"
@@ -84,6 +86,11 @@ class KeywordAnalyzer:
         normalized = unicodedata.normalize("NFKC", text).lower()
         words: Iterable[str] = _jieba().cut_for_search(normalized)
         return [word for word in (w.strip() for w in words) if word and _keep(word)]
+
+    def built(self, index: KeywordIndex) -> bool:
+        """Whether ``index`` holds terms of this analyzer version, or none yet; terms of
+        another version would never match and must be rebuilt."""
+        return index.analyzer_version in (None, self.version)
 
     def query_terms(self, text: str) -> list[str]:
         """The distinct terms of a question, in first-seen order."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kb_server.embedding.base import Embedder
 from kb_server.errors import EmbeddingModelUnavailableError
@@ -66,6 +66,15 @@ class _KeywordSide:
         hits = self.index.search(self.terms, k, allowed_ids=allowed_ids)
         return {hit.id: hit.bm25 for hit in hits}
 
+    def ranked(self, k: int, allowed_ids: Collection[int] | None) -> list[RankedChunk]:
+        """The bm25 mode's answer: BM25 order, scored by relevance."""
+        return [
+            RankedChunk(
+                chunk_id, self.relevance(bm25), {"bm25": bm25, "keyword": self.relevance(bm25)}
+            )
+            for chunk_id, bm25 in self.search(k, allowed_ids).items()
+        ]
+
 
 class Retriever:
     def __init__(
@@ -113,15 +122,7 @@ class Retriever:
             return [RankedChunk(hit.id, hit.score, {"dense": hit.score}) for hit in hits]
         keyword = _KeywordSide(indexes.keywords, self.analyzer.query_terms(query))
         if mode == "bm25":
-            found = keyword.search(candidates, allowed_ids)
-            return [
-                RankedChunk(
-                    chunk_id,
-                    keyword.relevance(bm25),
-                    {"bm25": bm25, "keyword": keyword.relevance(bm25)},
-                )
-                for chunk_id, bm25 in found.items()
-            ]
+            return keyword.ranked(candidates, allowed_ids)
         return self._hybrid(query, indexes, keyword, candidates, allowed_ids)
 
     def _hybrid(
@@ -182,24 +183,17 @@ class Retriever:
     def _fused_keyword_only(
         self, keyword: _KeywordSide, candidates: int, allowed_ids: Collection[int] | None
     ) -> list[RankedChunk]:
-        """Hybrid results when only the keyword list takes part: BM25's order, its relevance."""
-        found = keyword.search(candidates, allowed_ids)
+        """Hybrid results when only the keyword list takes part: the bm25 answer, with the
+        fused rank score the list alone gives."""
+        ranked = keyword.ranked(candidates, allowed_ids)
         fused = weighted_rrf(
-            {"bm25": list(found)},
+            {"bm25": [chunk.id for chunk in ranked]},
             {"bm25": self.settings.retrieval.bm25_weight},
             self.settings.retrieval.rrf_k,
         )
         return [
-            RankedChunk(
-                chunk_id,
-                keyword.relevance(found[chunk_id]),
-                {
-                    "bm25": found[chunk_id],
-                    "keyword": keyword.relevance(found[chunk_id]),
-                    "rrf": rrf,
-                },
-            )
-            for chunk_id, rrf in fused
+            replace(chunk, scores={**chunk.scores, "rrf": rrf})
+            for chunk, (_, rrf) in zip(ranked, fused, strict=True)
         ]
 
     def finish(

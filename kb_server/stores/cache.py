@@ -1,4 +1,4 @@
-"""A bounded LRU of open vector stores, shared by the threads of one process.
+"""Bounded LRUs of open vector stores and keyword indexes, shared by the threads of a process.
 
 Loading an index costs far more than a search, so stores stay open between requests. Another
 process (a CLI rebuild, a second API worker) may save an index meanwhile; a store that reports
@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from kb_server.stores.base import VectorStore
 from kb_server.stores.keyword import KeywordIndex
@@ -24,15 +24,51 @@ logger = logging.getLogger(__name__)
 # settings=settings.vector_store).
 Opener = Callable[[str, Path, int], VectorStore]
 CacheKey = tuple[str, Path]
+T = TypeVar("T")
 
 
-def _drop_under(entries: OrderedDict[CacheKey, Any], directory: Path) -> int:
-    """Remove the entries kept in ``directory`` or below it; returns how many went."""
-    root = directory.resolve()
-    doomed = [key for key in entries if key[1] == root or root in key[1].parents]
-    for key in doomed:
-        del entries[key]
-    return len(doomed)
+class _OpenLru(Generic[T]):
+    """At most ``capacity`` open indexes by (type, directory), least recently used dropped
+    first; thread-safe. Opening happens under the lock, so two threads never open the same
+    index twice."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[CacheKey, T] = OrderedDict()
+
+    def get(self, key: CacheKey, open_: Callable[[], T], is_current: Callable[[T], bool]) -> T:
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None and is_current(cached):
+                self._entries.move_to_end(key)
+                return cached
+            opened = open_()
+            self._entries[key] = opened
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                (dropped_type, dropped_dir), _ = self._entries.popitem(last=False)
+                logger.debug("Closed %s index %s (cache full)", dropped_type, dropped_dir)
+            return opened
+
+    def evict(self, directory: Path) -> int:
+        """Remove the entries kept in ``directory`` or below it; returns how many went."""
+        root = directory.resolve()
+        with self._lock:
+            doomed = [key for key in self._entries if key[1] == root or root in key[1].parents]
+            for key in doomed:
+                del self._entries[key]
+        return len(doomed)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
 
 @runtime_checkable
@@ -46,29 +82,17 @@ class VectorStoreCache:
     """At most ``capacity`` open stores, keyed by (vs_type, directory); thread-safe."""
 
     def __init__(self, capacity: int, opener: Opener) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be positive, got {capacity}")
-        self._capacity = capacity
+        self._stores = _OpenLru[VectorStore](capacity)
         self._opener = opener
-        self._lock = threading.Lock()
-        self._stores: OrderedDict[CacheKey, VectorStore] = OrderedDict()
 
     def get(self, vs_type: str, directory: Path, dimension: int) -> VectorStore:
         """The open store for ``directory``, opened or reopened if needed."""
         key = (vs_type, directory.resolve())
-        # Opening happens under the lock, so two threads never load the same index twice.
-        with self._lock:
-            cached = self._stores.get(key)
-            if cached is not None and self._is_current(key, cached, dimension):
-                self._stores.move_to_end(key)
-                return cached
-            store = self._opener(vs_type, key[1], dimension)
-            self._stores[key] = store
-            self._stores.move_to_end(key)
-            while len(self._stores) > self._capacity:
-                (dropped_type, dropped_dir), _ = self._stores.popitem(last=False)
-                logger.debug("Closed %s store %s (cache full)", dropped_type, dropped_dir)
-            return store
+        return self._stores.get(
+            key,
+            lambda: self._opener(vs_type, key[1], dimension),
+            lambda store: self._is_current(key, store, dimension),
+        )
 
     def evict(self, directory: Path) -> int:
         """Drop the stores kept in ``directory`` or below it; returns how many were dropped.
@@ -76,16 +100,13 @@ class VectorStoreCache:
         Call it when a knowledge base is deleted or rebuilt; passing the KB folder drops the
         stores of all its embedding models.
         """
-        with self._lock:
-            return _drop_under(self._stores, directory)
+        return self._stores.evict(directory)
 
     def clear(self) -> None:
-        with self._lock:
-            self._stores.clear()
+        self._stores.clear()
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._stores)
+        return len(self._stores)
 
     @staticmethod
     def _is_current(key: CacheKey, store: VectorStore, dimension: int) -> bool:
@@ -102,26 +123,13 @@ class KeywordIndexCache:
     index notices other processes' commits itself, so entries never go stale."""
 
     def __init__(self, capacity: int, opener: Callable[[str, Path], KeywordIndex]) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be positive, got {capacity}")
-        self._capacity = capacity
+        self._indexes = _OpenLru[KeywordIndex](capacity)
         self._opener = opener
-        self._lock = threading.Lock()
-        self._indexes: OrderedDict[CacheKey, KeywordIndex] = OrderedDict()
 
     def get(self, vs_type: str, directory: Path) -> KeywordIndex:
         key = (vs_type, directory.resolve())
-        with self._lock:
-            index = self._indexes.get(key)
-            if index is None:
-                index = self._opener(vs_type, key[1])
-                self._indexes[key] = index
-            self._indexes.move_to_end(key)
-            while len(self._indexes) > self._capacity:
-                self._indexes.popitem(last=False)
-            return index
+        return self._indexes.get(key, lambda: self._opener(vs_type, key[1]), lambda _: True)
 
     def evict(self, directory: Path) -> int:
         """Drop the indexes kept in ``directory`` or below it (a deleted or rebuilt KB)."""
-        with self._lock:
-            return _drop_under(self._indexes, directory)
+        return self._indexes.evict(directory)
