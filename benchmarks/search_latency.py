@@ -12,8 +12,11 @@ How the knowledge base is filled quickly (read this before quoting the figures):
   includes a real query embedding; only the dense scores are meaningless.
 Latency is the wall time of one ``service.search(top_k=10)`` call, reranking off, after a few
 untimed warm-up searches per mode. Larger sizes are reached by adding files to the same KB.
+Backends: faiss (FAISS + tantivy + SQLite) and pg (pgvector HNSW + keyword tables + metadata in
+PostgreSQL; a temporary local server unless --pg-url names one). The same synthetic corpus
+(same seed) goes into each.
 Usage: .venv/bin/python benchmarks/search_latency.py [--sizes 10000,100000] [--queries 200]
-       [--model NAME]
+       [--model NAME] [--backend faiss|pg|both] [--pg-url URL]
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,11 +41,13 @@ from kb_server.embedding import get_embedder
 from kb_server.embedding.base import Embedder
 from kb_server.eval.metrics import percentile
 from kb_server.knowledge.service import KnowledgeBaseService
-from kb_server.settings import SearchMode, SplitterSettings, load_settings
+from kb_server.settings import PROJECT_ROOT, SearchMode, Settings, SplitterSettings, load_settings
 
 KB_NAME = "latency"
 T = TypeVar("T")
 R = TypeVar("R")
+# backend, chunks, mode, p50 ms, p95 ms
+Row = tuple[str, int, str, float, float]
 CHUNKS_PER_FILE = 1000
 MODES: tuple[SearchMode, ...] = ("dense", "bm25", "hybrid")
 WARMUP_SEARCHES = 5
@@ -169,8 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,100000", help="chunk counts, comma-separated")
     parser.add_argument("--queries", type=int, default=200, help="timed searches per mode")
     parser.add_argument("--model", help="embedding model for queries (default: settings)")
+    parser.add_argument(
+        "--backend", choices=["faiss", "pg", "both"], default="both", help="storage backends"
+    )
+    parser.add_argument(
+        "--pg-url",
+        help="PostgreSQL (with pgvector) URL for the pg backend; default: a temporary server "
+        "started from the pgserver package (pip install -e '.[pg,dev]')",
+    )
     args = parser.parse_args(argv)
     sizes = sorted(int(size) for size in args.sizes.split(","))
+    backends = ["faiss", "pg"] if args.backend == "both" else [args.backend]
     logging.basicConfig(level=logging.WARNING)
     rng = np.random.default_rng(20261123)
     words, probs = vocabulary(rng)
@@ -179,59 +194,100 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.queries)
     ]
 
-    with tempfile.TemporaryDirectory(prefix="kb-latency-") as folder:
-        settings = load_settings(kb_root=Path(folder), database_url=None)
-        embedding = settings.embedding.model_dump()
-        settings = load_settings(
-            kb_root=Path(folder),
-            database_url=None,
-            embedding={**embedding, "model": args.model or embedding["model"], "batch_size": 4096},
-        )
-        real = get_embedder(settings.embedding)
-        embedder = RandomDocumentEmbedder(real, seed=7)
-        service = KnowledgeBaseService(settings, embedder_provider=lambda _model: embedder)
-        service.create_kb(KB_NAME, splitter=SplitterSettings(chunk_size=250, chunk_overlap=0))
-        query_ms, vectors = timed(real.embed_query, queries)
-        rows: list[tuple[int, str, float, float]] = []
-        for size in sizes:
-            ingest_s = fill_to(service, size, rng, words, probs)
-            chunks = service.get_kb(KB_NAME).chunk_count
-            sys.stderr.write(f"{chunks} chunks indexed ({ingest_s:.1f} s for the new files)\n")
-            for mode in MODES:
-                latencies = time_searches(service, queries, mode)
-                rows.append((chunks, mode, percentile(latencies, 50), percentile(latencies, 95)))
-            # The English model takes no part in hybrid search for these Chinese queries; a
-            # model fit for Chinese would, which costs what this second service measures.
-            voting_settings = settings.model_copy(
-                update={
-                    "retrieval": settings.retrieval.model_copy(update={"unfit_dense_factor": 1.0})
-                }
+    query_ms: list[float] = []
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        for backend in backends:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kb-latency-")))
+            options: dict[str, Any] = {"database_url": None}
+            if backend == "pg":
+                url = args.pg_url or stack.enter_context(temporary_pg_database(folder / "pg"))
+                options = {"database_url": url, "vector_store": {"default_type": "pg"}}
+            base = load_settings(kb_root=folder / "kb", **options)
+            settings = load_settings(
+                kb_root=folder / "kb",
+                embedding={
+                    **base.embedding.model_dump(),
+                    "model": args.model or base.embedding.model,
+                    "batch_size": 4096,
+                },
+                **options,
             )
-            voting = KnowledgeBaseService(voting_settings, embedder_provider=lambda _m: embedder)
-            latencies = time_searches(voting, queries, "hybrid")
-            label = "hybrid, dense side voting"
-            rows.append((chunks, label, percentile(latencies, 50), percentile(latencies, 95)))
-            voting.db.dispose()
-            # The exhaustive vector scan alone, for as many candidates as hybrid fusion takes.
-            store = service.store_for(service.kb_row(KB_NAME))
-            k = settings.retrieval.candidates
-            scan_ms, _ = timed(functools.partial(store.search, k=k), vectors)
-            label = f"(FAISS scan alone, k={k})"
-            rows.append((chunks, label, percentile(scan_ms, 50), percentile(scan_ms, 95)))
-        service.db.dispose()
+            real = get_embedder(settings.embedding)
+            if not query_ms:
+                query_ms, vectors = timed(real.embed_query, queries)
+            rows += measure_backend(backend, settings, real, sizes, queries, vectors)
 
     out = [
         f"machine: {os.cpu_count()} cores, {platform.machine()}, Python "
-        f"{platform.python_version()}; query model {real.name}; {args.queries} queries per mode",
+        f"{platform.python_version()}; query model {args.model or 'from settings'}; "
+        f"{args.queries} queries per mode",
         "query embedding alone (part of every dense and hybrid search): "
         f"p50 {percentile(query_ms, 50):.1f} ms, p95 {percentile(query_ms, 95):.1f} ms",
         "",
-        "| chunks | mode | p50 ms | p95 ms |",
-        "| ---: | --- | ---: | ---: |",
-        *(f"| {chunks:,} | {mode} | {p50:.1f} | {p95:.1f} |" for chunks, mode, p50, p95 in rows),
+        "| backend | chunks | mode | p50 ms | p95 ms |",
+        "| --- | ---: | --- | ---: | ---: |",
+        *(
+            f"| {backend} | {chunks:,} | {mode} | {p50:.1f} | {p95:.1f} |"
+            for backend, chunks, mode, p50, p95 in rows
+        ),
     ]
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def measure_backend(
+    backend: str,
+    settings: Settings,
+    real: Embedder,
+    sizes: Sequence[int],
+    queries: Sequence[str],
+    vectors: Sequence[NDArray[np.float32]],
+) -> list[Row]:
+    rng = np.random.default_rng(20261123)
+    words, probs = vocabulary(rng)
+    embedder = RandomDocumentEmbedder(real, seed=7)
+    service = KnowledgeBaseService(settings, embedder_provider=lambda _model: embedder)
+    service.create_kb(KB_NAME, splitter=SplitterSettings(chunk_size=250, chunk_overlap=0))
+    rows: list[Row] = []
+    for size in sizes:
+        ingest_s = fill_to(service, size, rng, words, probs)
+        chunks = service.get_kb(KB_NAME).chunk_count
+        sys.stderr.write(f"{backend}: {chunks} chunks indexed ({ingest_s:.1f} s, new files)\n")
+        for mode in MODES:
+            latencies = time_searches(service, queries, mode)
+            rows.append(
+                (backend, chunks, mode, percentile(latencies, 50), percentile(latencies, 95))
+            )
+        # The English model takes no part in hybrid search for these Chinese queries; a
+        # model fit for Chinese would, which costs what this second service measures.
+        voting_settings = settings.model_copy(
+            update={"retrieval": settings.retrieval.model_copy(update={"unfit_dense_factor": 1.0})}
+        )
+        voting = KnowledgeBaseService(voting_settings, embedder_provider=lambda _m: embedder)
+        latencies = time_searches(voting, queries, "hybrid")
+        label = "hybrid, dense side voting"
+        rows.append((backend, chunks, label, percentile(latencies, 50), percentile(latencies, 95)))
+        voting.db.dispose()
+        # The vector search alone, for as many candidates as hybrid fusion takes.
+        store = service.store_for(service.kb_row(KB_NAME))
+        k = settings.retrieval.candidates
+        scan_ms, _ = timed(functools.partial(store.search, k=k), vectors)
+        label = f"(vector search alone, k={k})"
+        rows.append((backend, chunks, label, percentile(scan_ms, 50), percentile(scan_ms, 95)))
+    service.db.dispose()
+    return rows
+
+
+@contextmanager
+def temporary_pg_database(folder: Path) -> Iterator[str]:
+    """A throw-away PostgreSQL 16 + pgvector (the pgserver package) on a loopback port."""
+    # The test suite's server helper; this script runs from benchmarks/, beside tests/.
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from tests.pg_server import running_pg_server
+
+    with running_pg_server(folder) as server:
+        yield server.new_database("kb_latency")
 
 
 if __name__ == "__main__":

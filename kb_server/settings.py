@@ -89,13 +89,29 @@ class EmbeddingSettings(BaseModel):
     models: dict[str, EmbeddingModelSettings] = Field(default_factory=dict)
 
 
+class PgVectorSettings(BaseModel):
+    """The ``pg`` store: pgvector tables (and the keyword index) in a PostgreSQL database."""
+
+    # A SQLAlchemy URL (postgresql+psycopg://user:password@host:5432/db); empty: the metadata
+    # database (database_url), which must then be PostgreSQL.
+    url: str | None = None
+    # HNSW build parameters (pgvector's defaults) and the search-time candidate list; a search
+    # asks for at least as many candidates as it wants results.
+    hnsw_m: int = Field(16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(64, ge=4, le=1000)
+    hnsw_ef_search: int = Field(100, ge=1, le=1000)
+    # Connections each API process keeps open to the store's database.
+    pool_size: int = Field(5, ge=1, le=100)
+
+
 class VectorStoreSettings(BaseModel):
     # The store new knowledge bases use; each KB records its own.
-    default_type: Literal["faiss"] = "faiss"
+    default_type: Literal["faiss", "pg"] = "faiss"
     # How many KB indexes one process keeps loaded.
     cache_size: int = Field(8, ge=1)
     # FAISS threads; more than the free cores makes searches slower.
     faiss_threads: int = Field(1, ge=1)
+    pg: PgVectorSettings = Field(default_factory=PgVectorSettings)
 
 
 SearchMode = Literal["dense", "bm25", "hybrid"]

@@ -15,7 +15,7 @@ extras="ocr,ui,llm"
 debs=("${runtime_debs[@]}")
 if ((want_test)); then
     debs+=("${test_debs[@]}")
-    extras="$extras,dev"
+    extras="$extras,pg,dev"
 fi
 
 missing=()

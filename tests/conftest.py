@@ -4,13 +4,65 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kb_server.documents.base import LoaderContext, OcrReader
 from kb_server.embedding.base import Embedder
 from kb_server.settings import EmbeddingSettings, LocalModelSettings, Settings, load_settings
+from tests.pg_server import PgServer, running_pg_server
 from tests.servers import serve_on_loopback
+
+# Storage backends a test marked ``both_backends`` runs against: FAISS + tantivy files with a
+# SQLite database, and pgvector + keyword tables in PostgreSQL holding the metadata too.
+BACKENDS = ("faiss", "pg")
+BackendOptions = dict[str, Any]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend_options" in metafunc.fixturenames:
+        marked = metafunc.definition.get_closest_marker("both_backends") is not None
+        metafunc.parametrize("backend_options", BACKENDS if marked else BACKENDS[:1], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """PostgreSQL 16 with pgvector on a loopback port for the session (tests/pg_server.py)."""
+    with running_pg_server(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The SQLAlchemy URL of a fresh database with pgvector, dropped after the test."""
+    url = pg_server.new_database()
+    yield url
+    from kb_server.stores.pg_engine import dispose_engine
+
+    dispose_engine(url)
+    pg_server.drop_database(url)
+
+
+def backend_env(options: BackendOptions) -> dict[str, str]:
+    """The same overrides as environment variables, for a subprocess or a CLI main()."""
+    env: dict[str, str] = {}
+    if "database_url" in options:
+        env["KB_DATABASE_URL"] = options["database_url"]
+    if "vector_store" in options:
+        env["KB_VECTOR_STORE__DEFAULT_TYPE"] = options["vector_store"]["default_type"]
+    return env
+
+
+@pytest.fixture
+def backend_options(request: pytest.FixtureRequest) -> BackendOptions:
+    """load_settings() overrides selecting the storage backend (pytest_generate_tests)."""
+    backend = getattr(request, "param", "faiss")
+    if backend == "faiss":
+        return {}
+    url = request.getfixturevalue("pg_url")
+    return {"database_url": url, "vector_store": {"default_type": "pg"}}
+
 
 CJK_FONT_CANDIDATES = (
     Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
@@ -19,9 +71,9 @@ CJK_FONT_CANDIDATES = (
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, backend_options: BackendOptions) -> Settings:
     """The project's settings file, with the KB root moved into a temp folder."""
-    return load_settings(kb_root=tmp_path / "kb_root")
+    return load_settings(kb_root=tmp_path / "kb_root", **backend_options)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from kb_server.api.container import Container
 from kb_server.api.error_handlers import install_error_handlers
 from kb_server.api.request_log import RequestLogMiddleware
 from kb_server.api.routers import ROUTERS
-from kb_server.settings import Settings
+from kb_server.settings import Settings, load_settings
 
 
 class Health(BaseModel):
@@ -81,3 +81,9 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         )
 
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app with settings from the settings file and ``KB_*`` variables: the factory each
+    uvicorn worker process calls (``python -m kb_server.api --workers N``)."""
+    return create_app(load_settings())

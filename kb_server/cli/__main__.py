@@ -1,13 +1,19 @@
 """``python -m kb_server.cli COMMAND``: chat (terminal chat), chunks (what a file becomes),
-init-db (the same as init_database.py)."""
+init-db (the same as init_database.py), migrate (move knowledge bases between stores and
+databases without embedding again)."""
 
 from __future__ import annotations
 
 import sys
 
-from kb_server.cli import chat, chunks, init_database
+from kb_server.cli import chat, chunks, init_database, migrate
 
-COMMANDS = {"chat": chat.main, "chunks": chunks.main, "init-db": init_database.main}
+COMMANDS = {
+    "chat": chat.main,
+    "chunks": chunks.main,
+    "init-db": init_database.main,
+    "migrate": migrate.main,
+}
 
 
 def main() -> int:

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb_server.db.models import Base
+from kb_server.db.schema import VERSION_TABLE, target_metadata, upgrade_schema
 from kb_server.settings import Settings
 
 
@@ -65,10 +65,14 @@ class Database:
         return cls(database_url(settings))
 
     def create_tables(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Create the tables, or migrate them to this code's schema (kb_server.db.schema)."""
+        upgrade_schema(self.engine)
 
     def drop_tables(self) -> None:
-        Base.metadata.drop_all(self.engine)
+        """Drop every table, the migration version too, so that create_tables() starts over."""
+        with self.engine.begin() as connection:
+            target_metadata.drop_all(connection)
+            connection.execute(text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -6,7 +6,6 @@ Each takes the KB's write lock for its whole run, so it sees and leaves a consis
 from __future__ import annotations
 
 import logging
-import shutil
 
 from sqlalchemy import select
 
@@ -62,9 +61,8 @@ class KbMaintenance:
         indexed. Unchanged files keep their vectors unless ``force`` or the model changes.
         ``splitter`` re-splits every file with these settings (default: each file's own)."""
         service = self.service
-        with service.write_lock(name) as paths:
-            kb = service.kb_row(name)
-            old_folder = paths.vector_store(kb.embed_model)
+        with service.write_lock(name):
+            kb = old_kb = service.kb_row(name)
             if embed_model is not None:
                 embedder = service.embedder_provider(embed_model)
                 if embedder.name != kb.embed_model:
@@ -73,9 +71,8 @@ class KbMaintenance:
                         row.embed_model = embedder.name
                         row.embed_dimension = embedder.dimension
                     kb = service.kb_row(name)
-            if force or paths.vector_store(kb.embed_model) != old_folder:
-                service.stores.evict(old_folder)
-                shutil.rmtree(old_folder, ignore_errors=True)
+            if force or kb.embed_model != old_kb.embed_model:
+                service.drop_vectors(old_kb)
             writer = service.writer(kb, progress)
             if force:
                 writer.keywords.clear(service.analyzer.version)

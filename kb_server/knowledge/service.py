@@ -44,10 +44,11 @@ from kb_server.retrieval.analyzer import KeywordAnalyzer
 from kb_server.retrieval.reranker import load_reranker
 from kb_server.retrieval.retriever import STALE_SLACK, KbIndexes, RankedChunk, Retriever
 from kb_server.settings import SearchMode, Settings, SplitterSettings
-from kb_server.stores.base import VectorStore
+from kb_server.stores.base import VectorLocation, VectorStore
 from kb_server.stores.cache import KeywordIndexCache, VectorStoreCache
-from kb_server.stores.keyword import KeywordIndex
-from kb_server.stores.registry import open_keyword_index, open_vector_store
+from kb_server.stores.faiss_store import CorruptIndexError
+from kb_server.stores.keyword import KeywordIndex, KeywordLocation
+from kb_server.stores.registry import check_store_type, open_keyword_index, open_vector_store
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +81,15 @@ class KnowledgeBaseService:
         )
         self.stores = store_cache or VectorStoreCache(
             settings.vector_store.cache_size,
-            functools.partial(open_vector_store, settings=settings.vector_store),
+            functools.partial(open_vector_store, settings=settings),
         )
         self.keyword_indexes = KeywordIndexCache(
-            settings.vector_store.cache_size, open_keyword_index
+            settings.vector_store.cache_size,
+            functools.partial(open_keyword_index, settings=settings),
         )
         self.analyzer = KeywordAnalyzer()
         self.retriever = Retriever(settings, self.analyzer, lambda: load_reranker(settings))
-        self.locks = locks or KbLocks()
+        self.locks = locks or KbLocks(engine=self.db.engine)
         self._pipeline: DocumentPipeline | None = None
         self._pipeline_guard = threading.Lock()
 
@@ -130,12 +132,31 @@ class KnowledgeBaseService:
             )
         return embedder
 
+    def vector_location(self, kb: KnowledgeBase) -> VectorLocation:
+        return VectorLocation(
+            kb_id=kb.id,
+            embed_model=kb.embed_model,
+            dimension=kb.embed_dimension,
+            directory=self.paths(kb.name).vector_store(kb.embed_model),
+        )
+
     def store_for(self, kb: KnowledgeBase) -> VectorStore:
-        directory = self.paths(kb.name).vector_store(kb.embed_model)
-        return self.stores.get(kb.vs_type, directory, kb.embed_dimension)
+        return self.stores.get(kb.vs_type, self.vector_location(kb))
+
+    def drop_vectors(self, kb: KnowledgeBase) -> None:
+        """Delete the KB's vector index of its current model, whatever state it is in."""
+        location = self.vector_location(kb)
+        try:
+            store = self.stores.get(kb.vs_type, location)
+        except CorruptIndexError:
+            shutil.rmtree(location.directory, ignore_errors=True)
+        else:
+            store.drop()
+        self.stores.evict(location.directory)
 
     def keywords_for(self, kb: KnowledgeBase) -> KeywordIndex:
-        return self.keyword_indexes.get(kb.vs_type, self.paths(kb.name).keyword_index)
+        location = KeywordLocation(kb_id=kb.id, directory=self.paths(kb.name).keyword_index)
+        return self.keyword_indexes.get(kb.vs_type, location)
 
     def writer(self, kb: KnowledgeBase, progress: IngestProgress | None = None) -> KbWriter:
         store = self.store_for(kb)
@@ -189,13 +210,15 @@ class KnowledgeBaseService:
             with self.db.session() as session:
                 if session.scalar(select(KnowledgeBase.id).where(KnowledgeBase.name == paths.name)):
                     raise KbExistsError(paths.name)
+            store_type = vs_type or self.settings.vector_store.default_type
+            check_store_type(store_type, self.settings)
             # The model that actually loads (a fallback, if need be) is the one recorded.
             embedder = self.embedder_provider(embed_model or self.settings.embedding.model)
             options = splitter or self.settings.splitter
             row = KnowledgeBase(
                 name=paths.name,
                 description=description,
-                vs_type=vs_type or self.settings.vector_store.default_type,
+                vs_type=store_type,
                 embed_model=embedder.name,
                 embed_dimension=embedder.dimension,
                 chunk_size=options.chunk_size,
@@ -233,10 +256,13 @@ class KnowledgeBaseService:
         """Remove the KB's rows, index and folder (uploaded files included)."""
         with self.write_lock(name) as paths:
             row = self.kb_row(name)
+            # Indexes first: a crash after this leaves rows that --repair re-embeds, never
+            # index entries (in a database store, tables) that no KB owns.
+            self.drop_vectors(row)
+            self.keywords_for(row).drop()
+            self.keyword_indexes.evict(paths.keyword_index)
             with self.db.transaction() as session:
                 session.delete(session.get_one(KnowledgeBase, row.id))
-            self.stores.evict(paths.root / "vector_store")
-            self.keyword_indexes.evict(paths.keyword_index)
             shutil.rmtree(paths.root, ignore_errors=True)
 
     # -- files -------------------------------------------------------------------------------

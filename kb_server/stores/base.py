@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -19,6 +20,20 @@ from numpy.typing import NDArray
 class Hit:
     id: int
     score: float
+
+
+@dataclass(frozen=True, slots=True)
+class VectorLocation:
+    """Which index a store holds: one knowledge base's vectors of one embedding model.
+
+    File-based stores (FAISS) keep their files in ``directory``; database stores (pgvector) key
+    their table by ``kb_id`` and ``embed_model`` and never touch ``directory``.
+    """
+
+    kb_id: int
+    embed_model: str
+    dimension: int
+    directory: Path
 
 
 class VectorStore(Protocol):
@@ -43,9 +58,19 @@ class VectorStore(Protocol):
         """The score of each of ``ids`` against ``vector``; ids not in the store are left out."""
         ...
 
+    def get_vectors(self, ids: Sequence[int]) -> tuple[list[int], NDArray[np.float32]]:
+        """The stored vectors of those ``ids`` the store holds, in the order asked (for copying
+        an index to another store without embedding again)."""
+        ...
+
     def count(self) -> int: ...
 
     def ids(self) -> set[int]: ...
+
+    def drop(self) -> None:
+        """Delete everything this store persisted (a deleted or rebuilt knowledge base); the
+        store is empty afterwards."""
+        ...
 
     def save(self) -> None:
         """Persist atomically: a reader sees the old state or the new one, never half."""

@@ -12,18 +12,21 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from kb_server.stores.base import VectorStore
-from kb_server.stores.keyword import KeywordIndex
+from kb_server.stores.base import VectorLocation, VectorStore
+from kb_server.stores.keyword import KeywordIndex, KeywordLocation
 
 logger = logging.getLogger(__name__)
 
-# (vs_type, directory, dimension) -> the store; e.g. functools.partial(open_vector_store,
-# settings=settings.vector_store).
-Opener = Callable[[str, Path, int], VectorStore]
-CacheKey = tuple[str, Path]
+# (vs_type, location) -> the store; e.g. functools.partial(open_vector_store, settings=...).
+Opener = Callable[[str, VectorLocation], VectorStore]
+KeywordOpener = Callable[[str, KeywordLocation], KeywordIndex]
+# (vs_type, directory, kb id): a KB deleted and created again under its name is another KB,
+# whose rows (in a database store) differ from the cached one's.
+CacheKey = tuple[str, Path, int]
 T = TypeVar("T")
 
 
@@ -49,7 +52,7 @@ class _OpenLru(Generic[T]):
             self._entries[key] = opened
             self._entries.move_to_end(key)
             while len(self._entries) > self._capacity:
-                (dropped_type, dropped_dir), _ = self._entries.popitem(last=False)
+                (dropped_type, dropped_dir, _), _ = self._entries.popitem(last=False)
                 logger.debug("Closed %s index %s (cache full)", dropped_type, dropped_dir)
             return opened
 
@@ -79,19 +82,20 @@ class DiskBackedStore(Protocol):
 
 
 class VectorStoreCache:
-    """At most ``capacity`` open stores, keyed by (vs_type, directory); thread-safe."""
+    """At most ``capacity`` open stores, keyed by (vs_type, directory, kb id); thread-safe."""
 
     def __init__(self, capacity: int, opener: Opener) -> None:
         self._stores = _OpenLru[VectorStore](capacity)
         self._opener = opener
 
-    def get(self, vs_type: str, directory: Path, dimension: int) -> VectorStore:
-        """The open store for ``directory``, opened or reopened if needed."""
-        key = (vs_type, directory.resolve())
+    def get(self, vs_type: str, location: VectorLocation) -> VectorStore:
+        """The open store for ``location``, opened or reopened if needed."""
+        directory = location.directory.resolve()
+        key = (vs_type, directory, location.kb_id)
         return self._stores.get(
             key,
-            lambda: self._opener(vs_type, key[1], dimension),
-            lambda store: self._is_current(key, store, dimension),
+            lambda: self._opener(vs_type, replace(location, directory=directory)),
+            lambda store: self._is_current(key, store, location.dimension),
         )
 
     def evict(self, directory: Path) -> int:
@@ -113,22 +117,27 @@ class VectorStoreCache:
         if store.dimension != dimension:
             return False
         if isinstance(store, DiskBackedStore) and store.changed_on_disk():
-            logger.info("Reloading %s store %s: it was saved by another process", *key)
+            logger.info("Reloading %s store %s: it was saved by another process", *key[:2])
             return False
         return True
 
 
 class KeywordIndexCache:
-    """Open keyword indexes by (vs_type, directory), at most ``capacity``; thread-safe. An
-    index notices other processes' commits itself, so entries never go stale."""
+    """Open keyword indexes by (vs_type, directory, kb id), at most ``capacity``; thread-safe.
+    An index notices other processes' commits itself, so entries never go stale."""
 
-    def __init__(self, capacity: int, opener: Callable[[str, Path], KeywordIndex]) -> None:
+    def __init__(self, capacity: int, opener: KeywordOpener) -> None:
         self._indexes = _OpenLru[KeywordIndex](capacity)
         self._opener = opener
 
-    def get(self, vs_type: str, directory: Path) -> KeywordIndex:
-        key = (vs_type, directory.resolve())
-        return self._indexes.get(key, lambda: self._opener(vs_type, key[1]), lambda _: True)
+    def get(self, vs_type: str, location: KeywordLocation) -> KeywordIndex:
+        directory = location.directory.resolve()
+        key = (vs_type, directory, location.kb_id)
+        return self._indexes.get(
+            key,
+            lambda: self._opener(vs_type, KeywordLocation(location.kb_id, directory)),
+            lambda _: True,
+        )
 
     def evict(self, directory: Path) -> int:
         """Drop the indexes kept in ``directory`` or below it (a deleted or rebuilt KB)."""

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -28,6 +29,11 @@ from numpy.typing import NDArray
 from kb_server.failpoints import failpoint
 from kb_server.settings import VectorStoreSettings
 from kb_server.stores.base import Hit
+from kb_server.stores.validation import (
+    DimensionMismatchError,
+    validated_ids,
+    validated_vectors,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +49,6 @@ STALE_TEMP_AGE_S = 3600.0
 
 class CorruptIndexError(RuntimeError):
     """The index file exists but is not a readable FAISS inner-product ID-mapped index."""
-
-
-class DimensionMismatchError(ValueError):
-    def __init__(self, what: str, expected: int, actual: int) -> None:
-        super().__init__(f"{what} has dimension {actual}, expected {expected}")
-        self.expected = expected
-        self.actual = actual
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +111,8 @@ class FaissStore:
         return self._dimension
 
     def add(self, ids: Sequence[int], vectors: NDArray[np.float32]) -> None:
-        id_array = _id_array(ids)
-        matrix = self._matrix(vectors, "vectors", allow_single_row=False)
+        id_array = validated_ids(ids)
+        matrix = validated_vectors(vectors, "vectors", self._dimension, allow_single_row=False)
         if id_array.size != matrix.shape[0]:
             raise ValueError(f"got {id_array.size} ids for {matrix.shape[0]} vectors")
         if np.unique(id_array).size != id_array.size:
@@ -125,7 +124,7 @@ class FaissStore:
             self._index.add_with_ids(matrix, id_array)
 
     def delete(self, ids: Collection[int]) -> int:
-        id_array = _id_array(ids)
+        id_array = validated_ids(ids)
         if id_array.size == 0:
             return 0
         with self._lock, self._omp_threads():
@@ -134,7 +133,7 @@ class FaissStore:
     def search(
         self, vector: NDArray[np.float32], k: int, *, allowed_ids: Collection[int] | None = None
     ) -> list[Hit]:
-        query = self._matrix(vector, "query vector", allow_single_row=True)
+        query = validated_vectors(vector, "query vector", self._dimension, allow_single_row=True)
         if query.shape[0] != 1:
             raise ValueError(f"search takes one query vector, got {query.shape[0]}")
         if k < 1:
@@ -142,7 +141,7 @@ class FaissStore:
         params = None
         limit = k
         if allowed_ids is not None:
-            allowed = _id_array(allowed_ids)
+            allowed = validated_ids(allowed_ids)
             limit = min(k, int(np.unique(allowed).size))
             if limit == 0:
                 return []
@@ -163,15 +162,30 @@ class FaissStore:
         ]
 
     def similarities(self, vector: NDArray[np.float32], ids: Collection[int]) -> dict[int, float]:
-        query = self._matrix(vector, "query vector", allow_single_row=True).reshape(-1)
+        query = validated_vectors(
+            vector, "query vector", self._dimension, allow_single_row=True
+        ).reshape(-1)
         found: dict[int, NDArray[np.float32]] = {}
         with self._lock:
-            for chunk_id in _id_array(ids).tolist():
+            for chunk_id in validated_ids(ids).tolist():
                 try:
                     found[chunk_id] = self._index.reconstruct(chunk_id)
                 except RuntimeError:  # not in the index
                     continue
         return {chunk_id: float(np.dot(stored, query)) for chunk_id, stored in found.items()}
+
+    def get_vectors(self, ids: Sequence[int]) -> tuple[list[int], NDArray[np.float32]]:
+        found: list[int] = []
+        rows: list[NDArray[np.float32]] = []
+        with self._lock:
+            for chunk_id in validated_ids(ids).tolist():
+                try:
+                    rows.append(self._index.reconstruct(chunk_id))
+                except RuntimeError:  # not in the index
+                    continue
+                found.append(chunk_id)
+        matrix = np.vstack(rows) if rows else np.empty((0, self._dimension), dtype=np.float32)
+        return found, matrix.astype(np.float32, copy=False)
 
     def count(self) -> int:
         with self._lock:
@@ -197,6 +211,12 @@ class FaissStore:
             self._signature = signature
         logger.debug("Saved %d vectors to %s", count, self._directory)
 
+    def drop(self) -> None:
+        with self._lock:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dimension))
+            self._signature = None
+
     def changed_on_disk(self) -> bool:
         """Whether ``index.faiss`` is no longer the file this store last loaded or saved."""
         return file_signature(self._directory / INDEX_FILE) != self._signature
@@ -219,33 +239,6 @@ class FaissStore:
             yield
         finally:
             faiss.omp_set_num_threads(previous)
-
-    def _matrix(
-        self, vectors: NDArray[np.float32], what: str, *, allow_single_row: bool
-    ) -> NDArray[np.float32]:
-        array = np.asarray(vectors)
-        if array.dtype.kind != "f":
-            raise ValueError(f"{what} must be floating point, got dtype {array.dtype}")
-        if allow_single_row and array.ndim == 1:
-            array = array.reshape(1, -1)
-        if array.ndim != 2:
-            raise ValueError(f"{what} must be a 2-D array (n, dimension), got shape {array.shape}")
-        if array.shape[1] != self._dimension:
-            raise DimensionMismatchError(what, self._dimension, array.shape[1])
-        if not np.isfinite(array).all():
-            raise ValueError(f"{what} contain NaN or infinite values")
-        return np.ascontiguousarray(array, dtype=np.float32)
-
-
-def _id_array(ids: Collection[int]) -> NDArray[np.int64]:
-    array = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids))
-    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
-        raise ValueError(f"ids must be a flat sequence of integers, got {array.dtype}")
-    array = array.astype(np.int64)
-    # -1 is FAISS's "no result" label, so negative ids could never be told apart from padding.
-    if array.size and int(array.min()) < 0:
-        raise ValueError("ids must be non-negative int64 values")
-    return array
 
 
 def _read_index(path: Path, dimension: int) -> Any:

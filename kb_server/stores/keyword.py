@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 
@@ -22,6 +23,15 @@ class KeywordHit:
 class KeywordEntry:
     id: int
     terms: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordLocation:
+    """One knowledge base's keyword index: files in ``directory`` (tantivy) or rows keyed by
+    ``kb_id`` (PostgreSQL)."""
+
+    kb_id: int
+    directory: Path
 
 
 class KeywordIndex(Protocol):
@@ -59,3 +69,7 @@ class KeywordIndex(Protocol):
     def ids(self) -> set[int]: ...
 
     def count(self) -> int: ...
+
+    def drop(self) -> None:
+        """Delete the whole index (a deleted knowledge base); it reads as never written."""
+        ...

@@ -246,3 +246,9 @@ class TantivyKeywordIndex:
     def count(self) -> int:
         index = self._readable()
         return 0 if index is None else int(index.searcher().num_docs)
+
+    def drop(self) -> None:
+        with self._lock:
+            self._index = None
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._seen_meta = None

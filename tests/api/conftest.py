@@ -12,13 +12,15 @@ from fastapi.testclient import TestClient
 
 from kb_server.api.app import create_app
 from kb_server.settings import Settings, load_settings
-from tests.conftest import TINY_QWEN_MODEL_NAME
+from tests.conftest import TINY_QWEN_MODEL_NAME, BackendOptions
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @pytest.fixture
-def api_settings(tmp_path: Path, tiny_qwen_dir: Path, llm_worker: str) -> Settings:
+def api_settings(
+    tmp_path: Path, tiny_qwen_dir: Path, llm_worker: str, backend_options: BackendOptions
+) -> Settings:
     return load_settings(
         kb_root=tmp_path / "kb_root",
         embedding={"model": MINILM},
@@ -26,6 +28,7 @@ def api_settings(tmp_path: Path, tiny_qwen_dir: Path, llm_worker: str) -> Settin
             TINY_QWEN_MODEL_NAME: {"path": tiny_qwen_dir, "port": urlparse(llm_worker).port}
         },
         llm={"max_retries": 0},
+        **backend_options,
     )
 
 

@@ -22,6 +22,8 @@ from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.settings import LlmEndpointSettings, Settings
 from tests.conftest import TINY_QWEN_MODEL_NAME
 
+pytestmark = pytest.mark.both_backends
+
 REFUNDS = "Refunds are paid within fourteen days of the return. Returns need the receipt."
 HOURS = "The warehouse opens at nine in the morning. Deliveries arrive by truck."
 ORBIT = "A rocket reaches orbit by burning fuel in stages."

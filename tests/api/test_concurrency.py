@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from kb_server.api.app import create_app
 from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.settings import Settings, load_settings
 from tests.api.conftest import MINILM
+from tests.conftest import BackendOptions
 from tests.servers import serve_on_loopback
+
+pytestmark = pytest.mark.both_backends
 
 KB = "shared"
 WORKERS = 4
@@ -143,14 +147,19 @@ def guarded(problems: list[str], target: Callable[..., None], *args: Any) -> Cal
     return run
 
 
-def concurrency_settings(tmp_path: Path) -> Settings:
+def concurrency_settings(tmp_path: Path, backend_options: BackendOptions) -> Settings:
     return load_settings(
-        kb_root=tmp_path / "kb_root", embedding={"model": MINILM}, llm={"max_retries": 0}
+        kb_root=tmp_path / "kb_root",
+        embedding={"model": MINILM},
+        llm={"max_retries": 0},
+        **backend_options,
     )
 
 
-def test_concurrent_uploads_chats_and_a_delete_leave_a_consistent_kb(tmp_path: Path) -> None:
-    settings = concurrency_settings(tmp_path)
+def test_concurrent_uploads_chats_and_a_delete_leave_a_consistent_kb(
+    tmp_path: Path, backend_options: BackendOptions
+) -> None:
+    settings = concurrency_settings(tmp_path, backend_options)
     problems: list[str] = []
     started = time.monotonic()
     with serve_on_loopback(create_app(settings), name="kb-server-concurrency") as base:

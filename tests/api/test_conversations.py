@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from kb_server.api.app import create_app
 from kb_server.settings import Settings
+
+pytestmark = pytest.mark.both_backends
 
 DOCS = [{"number": 1, "source": "退款 政策.txt", "kb_name": "shop", "text": "十四天内退款"}]
 

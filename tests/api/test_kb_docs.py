@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 from kb_server.settings import Settings
 from tests.api.test_kb_upload import CATS, ROCKETS, search, uploaded
 
+pytestmark = pytest.mark.both_backends
+
 DOLPHINS = "Dolphins are marine mammals that swim in the ocean and talk with clicks and whistles."
 PENGUINS = "Penguins are flightless birds that live on the ice of Antarctica."
 

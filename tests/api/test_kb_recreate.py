@@ -16,6 +16,8 @@ from kb_server.api.routers.knowledge_base import RecreateRun
 from kb_server.settings import Settings
 from tests.api.test_kb_upload import CATS, ROCKETS, search, uploaded
 
+pytestmark = pytest.mark.both_backends
+
 
 def recreate(client: TestClient, kb: str, **extra: Any) -> list[dict[str, Any]]:
     """The events of a recreate_vector_store call, each block checked to be one data line."""

@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from kb_server.settings import Settings
 
+pytestmark = pytest.mark.both_backends
+
 
 def create_kb(client: TestClient, name: str, **extra: Any) -> dict[str, Any]:
     response = client.post(
@@ -36,7 +38,7 @@ def test_created_kb_is_listed_with_its_details(client: TestClient, api_settings:
     }
     manual = details["手册"]
     assert manual["kb_info"] == manual["description"] == "产品手册"
-    assert manual["vs_type"] == "faiss"
+    assert manual["vs_type"] == api_settings.vector_store.default_type
     assert (manual["chunk_size"], manual["chunk_overlap"]) == (300, 30)
     assert manual["file_count"] == manual["chunk_count"] == 0
     assert manual["created_at"]

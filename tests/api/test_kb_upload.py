@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from kb_server.settings import Settings
 
+pytestmark = pytest.mark.both_backends
+
 CATS = (
     "Cats are small domesticated carnivorous mammals. A cat purrs, sleeps most of the day "
     "and hunts mice in the garden."

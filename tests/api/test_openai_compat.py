@@ -15,6 +15,8 @@ from tests.api.test_chat_routes import REFUNDS_FILE, add_kbs, app_with_llm_down
 from tests.conftest import TINY_QWEN_MODEL_NAME
 from tests.servers import serve_on_loopback
 
+pytestmark = pytest.mark.both_backends
+
 QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "Ignored: the server's prompt supplies the system text."},
     {"role": "user", "content": "How long do refunds take?"},

@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from kb_server.knowledge.service import KnowledgeBaseService
 
+pytestmark = pytest.mark.both_backends
+
 FILES = {
     "catalog.txt": "年度产品目录：本年度共上架一百二十款新品，"
     "其中实验室系列新增量子纠缠蒸馏器一款。",

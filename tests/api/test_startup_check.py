@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 
 import pytest
@@ -12,6 +11,8 @@ from fastapi.testclient import TestClient
 from kb_server.api.app import create_app
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.settings import Settings
+
+pytestmark = pytest.mark.both_backends
 
 
 def settled_health(client: TestClient) -> dict[str, object]:
@@ -31,8 +32,8 @@ def test_a_broken_kb_is_reported_at_start_and_a_sound_one_is_not(
         service.create_kb(kb)
         service.save_file(kb, "notes.txt", b"Lava flows from volcanoes.", override=False)
         service.add_files(kb, ["notes.txt"])
-    # A crash's leftover: the vector index of "broken" is gone.
-    shutil.rmtree(service.paths("broken").root / "vector_store")
+    # A crash's leftover: the vector index of "broken" is gone (its files, or its table).
+    service.drop_vectors(service.kb_row("broken"))
     service.db.dispose()
 
     caplog.set_level(logging.WARNING, logger="kb_server")

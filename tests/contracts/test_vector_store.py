@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from kb_server.stores.base import VectorStore
+from kb_server.settings import Settings, load_settings
+from kb_server.stores.base import VectorLocation, VectorStore
 from kb_server.stores.registry import VECTOR_STORES, open_vector_store
 
 DIMENSION = 16
@@ -33,11 +34,26 @@ def vs_type(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def open_store(vs_type: str, tmp_path: Path) -> StoreOpener:
+def store_settings(vs_type: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings whose ``vs_type`` store can be opened: pg gets a fresh PostgreSQL database."""
+    if vs_type == "pg":
+        pg_url: str = request.getfixturevalue("pg_url")
+        return load_settings(kb_root=tmp_path / "kb_root", vector_store={"pg": {"url": pg_url}})
+    return load_settings(kb_root=tmp_path / "kb_root")
+
+
+@pytest.fixture
+def open_store(vs_type: str, store_settings: Settings, tmp_path: Path) -> StoreOpener:
     """Opens the store kept at one fixed location, as often as a test asks."""
 
     def opener(dimension: int) -> VectorStore:
-        return open_vector_store(vs_type, tmp_path / "vector_store" / "model", dimension)
+        location = VectorLocation(
+            kb_id=1,
+            embed_model="model",
+            dimension=dimension,
+            directory=tmp_path / "vector_store" / "model",
+        )
+        return open_vector_store(vs_type, location, store_settings)
 
     return opener
 
@@ -197,5 +213,10 @@ def test_k_must_be_positive(filled_store: VectorStore, vectors: NDArray[np.float
 
 
 def test_unknown_store_type_lists_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="faiss"):
-        open_vector_store("no-such-store", tmp_path, DIMENSION)
+    location = VectorLocation(kb_id=1, embed_model="model", dimension=DIMENSION, directory=tmp_path)
+    settings = load_settings(kb_root=tmp_path / "kb_root")
+
+    with pytest.raises(ValueError, match="faiss") as error:
+        open_vector_store("no-such-store", location, settings)
+
+    assert "pg" in str(error.value)

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from kb_server.embedding.base import Embedder
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.settings import Settings, load_settings
+from tests.conftest import BackendOptions
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -39,11 +40,12 @@ class CountingEmbedder:
 
 
 @pytest.fixture
-def kb_settings(settings: Settings) -> Settings:
+def kb_settings(settings: Settings, backend_options: BackendOptions) -> Settings:
     return load_settings(
         kb_root=settings.kb_root,
         embedding={"model": MINILM},
         ocr={"enabled": False},
+        **backend_options,
     )
 
 

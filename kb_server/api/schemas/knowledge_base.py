@@ -99,15 +99,17 @@ class KbDetails(BaseModel):
 
 class CreateKbRequest(SplitterFields):
     knowledge_base_name: KbName
-    vector_store_type: str = "faiss"
+    vector_store_type: str | None = Field(
+        None, description="faiss or pg; None: the server's vector_store.default_type"
+    )
     embed_model: str | None = Field(None, description="None: the configured embedding model")
     kb_info: str = ""
     description: str = Field("", description="Same as kb_info; wins when both are given")
 
     @field_validator("vector_store_type")
     @classmethod
-    def _known_vs_type(cls, value: str) -> str:
-        return known_vs_type(value)
+    def _known_vs_type(cls, value: str | None) -> str | None:
+        return None if value is None else known_vs_type(value)
 
 
 class KbNameBody(BaseModel):

@@ -15,6 +15,8 @@ from kb_server.chat.service import (
 from kb_server.errors import InvalidInputError, UnknownModelError
 from kb_server.knowledge.service import KnowledgeBaseService
 
+pytestmark = pytest.mark.both_backends
+
 REFUNDS = "Refunds are paid within fourteen days of the return. Returns need the receipt."
 HOURS = "The warehouse opens at nine in the morning. Deliveries arrive by truck."
 ORBIT = "A rocket reaches orbit by burning fuel in stages."

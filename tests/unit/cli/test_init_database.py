@@ -16,9 +16,20 @@ from pathlib import Path
 import pytest
 
 from kb_server.cli.init_database import main
-from kb_server.settings import PROJECT_ROOT
+from kb_server.knowledge.service import KnowledgeBaseService
+from kb_server.settings import PROJECT_ROOT, load_settings
+from tests.conftest import BackendOptions, backend_env
+
+pytestmark = pytest.mark.both_backends
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture(autouse=True)
+def _backend_env(backend_options: BackendOptions, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subprocesses and main() here read the backend from the environment."""
+    for name, value in backend_env(backend_options).items():
+        monkeypatch.setenv(name, value)
 
 
 def run_init(
@@ -123,8 +134,8 @@ def test_check_reports_a_lost_index_and_repair_mends_it(
     kb_root: Path, cli: Callable[..., CliResult]
 ) -> None:
     assert cli(kb_root, "--recreate-vs").returncode == 0
-    for index in (kb_root / "notes" / "vector_store").rglob("index.faiss"):
-        index.unlink()
+    service = KnowledgeBaseService(load_settings())  # the CLI's settings (environment)
+    service.drop_vectors(service.kb_row("notes"))  # index.faiss deleted, or the table dropped
 
     checked = cli(kb_root, "--check")
     assert checked.returncode == 1

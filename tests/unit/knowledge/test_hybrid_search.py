@@ -3,9 +3,6 @@ thresholds behave, and that the keyword index stays in step with the chunks and 
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
 
 from kb_server.embedding.base import Embedder
@@ -14,6 +11,8 @@ from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.settings import SearchMode, Settings
 from tests.unit.conftest import CountingEmbedder
+
+pytestmark = pytest.mark.both_backends
 
 SHOP = {
     "returns.txt": "退货政策：商品签收后七天内可以申请无理由退货，退款会在三个工作日内原路返回。",
@@ -209,7 +208,7 @@ def test_keyword_index_follows_every_change(service: KnowledgeBaseService, shop:
 def test_a_lost_keyword_index_is_rebuilt_from_the_database(
     service: KnowledgeBaseService, shop: str, counting_embedder: CountingEmbedder
 ) -> None:
-    shutil.rmtree(service.paths(shop).keyword_index)
+    service.keywords_for(service.kb_row(shop)).drop()
     embedded = counting_embedder.texts_embedded
     # Found by check, refilled by the first keyword search, with no embedding at all.
     assert KbMaintenance(service).check(shop).chunks_without_keywords
@@ -244,18 +243,18 @@ def test_check_and_repair_cover_the_keyword_index(
 def test_terms_from_an_older_analyzer_are_replaced(
     service: KnowledgeBaseService, shop: str
 ) -> None:
-    meta = service.paths(shop).keyword_index / "kb_keyword.json"
-    meta.write_text(json.dumps({"format_version": 1, "analyzer": "older"}), encoding="utf-8")
+    keywords = service.keywords_for(service.kb_row(shop))
+    keywords.update(analyzer_version="older")  # as if written by another analyzer version
     assert not KbMaintenance(service).check(shop).consistent
     assert files(service, RARE_TERM_QUESTION, "bm25")[0] == "catalog.txt"
-    assert json.loads(meta.read_text(encoding="utf-8"))["analyzer"] == service.analyzer.version
+    assert keywords.analyzer_version == service.analyzer.version
     assert KbMaintenance(service).check(shop).consistent
 
 
 def test_an_unchanged_rerun_restores_missing_terms_without_embedding(
     service: KnowledgeBaseService, shop: str, counting_embedder: CountingEmbedder
 ) -> None:
-    shutil.rmtree(service.paths(shop).keyword_index)
+    service.keywords_for(service.kb_row(shop)).drop()
     embedded = counting_embedder.texts_embedded
     report = KbMaintenance(service).recreate(shop)
     assert sorted(report.files_unchanged) == sorted(SHOP)

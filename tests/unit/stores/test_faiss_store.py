@@ -19,9 +19,9 @@ from kb_server.stores.faiss_store import (
     META_FILE,
     STALE_TEMP_AGE_S,
     CorruptIndexError,
-    DimensionMismatchError,
     FaissStore,
 )
+from kb_server.stores.validation import DimensionMismatchError
 
 DIMENSION = 8
 
