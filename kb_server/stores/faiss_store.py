@@ -31,6 +31,7 @@ from kb_server.settings import VectorStoreSettings
 from kb_server.stores.base import Hit
 from kb_server.stores.validation import (
     DimensionMismatchError,
+    validated_batch,
     validated_ids,
     validated_vectors,
 )
@@ -111,12 +112,7 @@ class FaissStore:
         return self._dimension
 
     def add(self, ids: Sequence[int], vectors: NDArray[np.float32]) -> None:
-        id_array = validated_ids(ids)
-        matrix = validated_vectors(vectors, "vectors", self._dimension, allow_single_row=False)
-        if id_array.size != matrix.shape[0]:
-            raise ValueError(f"got {id_array.size} ids for {matrix.shape[0]} vectors")
-        if np.unique(id_array).size != id_array.size:
-            raise ValueError("ids must be unique within one add() call")
+        id_array, matrix = validated_batch(ids, vectors, self._dimension)
         if id_array.size == 0:
             return
         with self._lock, self._omp_threads():

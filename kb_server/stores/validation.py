@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,3 +43,16 @@ def validated_ids(ids: Collection[int]) -> NDArray[np.int64]:
     if array.size and int(array.min()) < 0:
         raise ValueError("ids must be non-negative int64 values")
     return array
+
+
+def validated_batch(
+    ids: Sequence[int], vectors: NDArray[np.float32], dimension: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The ids and vectors of one ``add``: as many ids as rows, no id twice."""
+    id_array = validated_ids(ids)
+    matrix = validated_vectors(vectors, "vectors", dimension, allow_single_row=False)
+    if id_array.size != matrix.shape[0]:
+        raise ValueError(f"got {id_array.size} ids for {matrix.shape[0]} vectors")
+    if np.unique(id_array).size != id_array.size:
+        raise ValueError("ids must be unique within one add() call")
+    return id_array, matrix
