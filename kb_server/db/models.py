@@ -56,6 +56,11 @@ class KnowledgeBase(Base):
     files: Mapped[list[KnowledgeFile]] = relationship(
         back_populates="knowledge_base", cascade="all, delete-orphan", passive_deletes=True
     )
+    # Per-KB chat defaults (strict mode); the KB-level "strict" flag lives there, not in a
+    # column of this table. None: the server's defaults.
+    chat_policy: Mapped[KbChatPolicyRow | None] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class FileStatus:
@@ -114,3 +119,23 @@ class ChunkRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
 
     file: Mapped[KnowledgeFile] = relationship(back_populates="chunks")
+
+
+class KbChatPolicyRow(Base):
+    """How chats over one KB answer, when a request does not say (no row: the server's
+    defaults)."""
+
+    __tablename__ = "kb_chat_policy"
+
+    kb_id: Mapped[int] = mapped_column(
+        ForeignKey("knowledge_base.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Strict mode: answer only from retrieved text, refuse when nothing passes the threshold.
+    strict: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The minimum score in strict mode; None: the server's setting.
+    strict_min_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The refusal sentence in strict mode; None: the prompt template's.
+    refusal: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utc_now, onupdate=utc_now
+    )

@@ -30,8 +30,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
+from kb_server.db.api_keys import ApiKeyGrantRow, ApiKeyRow
 from kb_server.db.conversations import ConversationRow, MessageRow
-from kb_server.db.models import Base, ChunkRow, KnowledgeBase, KnowledgeFile
+from kb_server.db.jobs import IngestJobEventRow, IngestJobFileRow, IngestJobRow
+from kb_server.db.models import Base, ChunkRow, KbChatPolicyRow, KnowledgeBase, KnowledgeFile
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -39,7 +41,19 @@ VERSION_TABLE = "alembic_version"
 PG_UPGRADE_LOCK_KEY = 0x6B62736368656D61
 
 # Every mapped table. A new model module is imported here, so that the migrations see it.
-MODELS = (KnowledgeBase, KnowledgeFile, ChunkRow, ConversationRow, MessageRow)
+MODELS = (
+    KnowledgeBase,
+    KnowledgeFile,
+    ChunkRow,
+    ConversationRow,
+    MessageRow,
+    IngestJobRow,
+    IngestJobFileRow,
+    IngestJobEventRow,
+    ApiKeyRow,
+    ApiKeyGrantRow,
+    KbChatPolicyRow,
+)
 target_metadata = Base.metadata
 
 
