@@ -39,7 +39,8 @@ class DocumentPipeline:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.registry = LoaderRegistry(build_loader_context(settings))
+        self.context = build_loader_context(settings)
+        self.registry = LoaderRegistry(self.context)
 
     def load(self, path: Path, *, content_root: Path | None = None) -> list[Document]:
         """Read one file into documents whose metadata names their ``source`` and ``loader``.

@@ -5,7 +5,8 @@ no flush, no atexit) on reaching that point. Unset, as always outside those test
 costs one environment lookup. Names in use: ingest.loaded (files loaded and embedded, nothing
 stored), ingest.rows_committed (database rows committed, vectors not saved),
 faiss.before_rename (the new index file written, not yet in place), ingest.vectors_saved
-(vectors saved, keyword index not updated).
+(vectors saved, keyword index not updated), jobs.file_stored (an ingestion job recorded a
+file as stored; the job's other files are not done).
 """
 
 from __future__ import annotations

@@ -147,6 +147,9 @@ class RetrievalSettings(BaseModel):
     # Rerank with reranker.model when it can be loaded; requests may turn it off or on.
     rerank: bool = True
     reranker: RerankerSettings = Field(default_factory=RerankerSettings)
+    # Strict mode's minimum score when a request gives no score_threshold (scores are in
+    # [0, 1] in every mode).
+    strict_min_score: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class LlmEndpointSettings(BaseModel):
@@ -188,9 +191,13 @@ class ApiSettings(BaseModel):
     port: int = Field(7861, ge=1, le=65535)
     # Origins allowed by CORS (the web UI's origin when it is served elsewhere); [] disables CORS.
     cors_origins: list[str] = Field(default_factory=list)
-    # Keys accepted as "Authorization: Bearer <key>" by every route but /health; [] turns
-    # authentication off. The web UI sends the first one.
+    # Admin keys accepted as "Authorization: Bearer <key>" by every route but /health. With []
+    # and no key made by "python -m kb_server.cli keys", authentication is off. The web UI
+    # sends the first one unless webui.api_key is set.
     api_keys: list[str] = Field(default_factory=list)
+    # How long an answer about a database key (valid, revoked, unknown; any key existing) is
+    # cached: a revoke or a grant change takes effect within this many seconds.
+    key_cache_ttl_s: float = Field(5.0, ge=0, le=3600)
 
 
 class WebUiSettings(BaseModel):
@@ -198,11 +205,53 @@ class WebUiSettings(BaseModel):
     port: int = Field(8501, ge=1, le=65535)
     # The API the web UI talks to; None: http://{api.host}:{api.port}.
     api_base_url: str | None = None
+    # The key the web UI sends (env KB_WEBUI__API_KEY), e.g. a member key made with
+    # "python -m kb_server.cli keys create"; None: the first of api.api_keys.
+    api_key: str | None = None
+
+
+class JobSettings(BaseModel):
+    """Background ingestion jobs (kb_server/knowledge/jobs.py)."""
+
+    # An upload larger than this in total, or with more files, runs as a background job
+    # (HTTP 202 with a job id); a client may also ask with background=true/false.
+    inline_max_mb: float = Field(5.0, ge=0)
+    inline_max_files: int = Field(20, ge=1)
+    # Jobs one API process runs at a time (jobs on one KB still take turns on its lock).
+    workers: int = Field(1, ge=1, le=16)
+    # Files indexed per locked step: other writers to the KB get their turn in between.
+    files_per_step: int = Field(16, ge=1, le=10_000)
+    # A running job's process records that it is alive this often; a job whose record is
+    # older than stale_after_s (or whose process on this host is gone) is taken over.
+    heartbeat_s: float = Field(5.0, gt=0)
+    stale_after_s: float = Field(60.0, gt=0)
+    # How often an idle process looks for queued or abandoned jobs.
+    poll_s: float = Field(2.0, gt=0)
 
 
 class FileChatSettings(BaseModel):
     # A temporary knowledge base made for file chat is deleted this long after its upload.
     ttl_s: int = Field(3600, ge=60)
+
+
+class ChatSettings(BaseModel):
+    # How a follow-up question (one with history) becomes the query that is searched
+    # (kb_server/chat/query_rewrite.py): auto = the LLM rewrites it when one answers (or
+    # query_rewrite_model is set), else, or when its output is unusable, the heuristic;
+    # heuristic = always the heuristic; off = the question is searched as it is.
+    query_rewrite: Literal["auto", "heuristic", "off"] = "auto"
+    # The LLM that rewrites follow-ups; None: the one answering the request.
+    query_rewrite_model: str | None = None
+    # The heuristic reads the entities of this many of the last user turns ...
+    rewrite_history_turns: int = Field(2, ge=1, le=20)
+    # ... and adds at most this many of them.
+    rewrite_max_terms: int = Field(4, ge=1, le=20)
+    # An LLM rewrite longer than this (characters) is unusable; the heuristic is used instead.
+    rewrite_max_chars: int = Field(200, ge=1, le=4000)
+    # Most tokens the LLM may write for a rewrite.
+    rewrite_max_tokens: int = Field(96, ge=4, le=1024)
+    # Sampling temperature of a rewrite; 0: the most likely one.
+    rewrite_temperature: float = Field(0.0, ge=0.0, le=2.0)
 
 
 class Settings(BaseSettings):
@@ -233,6 +282,8 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     webui: WebUiSettings = Field(default_factory=WebUiSettings)
     file_chat: FileChatSettings = Field(default_factory=FileChatSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
 
     def api_base_url(self) -> str:
         """Where clients of this installation (web UI, startup checks) reach the API."""

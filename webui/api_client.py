@@ -19,10 +19,12 @@ from webui.api_models import (
     ChatFailure,
     ChatParams,
     Chunk,
+    ChunkContext,
     Conversation,
     DocsResult,
     FileDetails,
     Health,
+    Job,
     KbDetails,
     Message,
     RecreateEvent,
@@ -56,7 +58,7 @@ class ApiClient(HttpApi):
                     )
                 elif "docs" in payload:
                     docs = TypeAdapter(list[SourceDoc]).validate_python(payload["docs"])
-                    yield ChatDocs(docs)
+                    yield ChatDocs(docs, payload.get("search_query"))
 
     def fetch(self, path: str) -> bytes:
         """The body of a GET of an API path, such as a source's ``url``, sent with the API key.
@@ -90,6 +92,11 @@ class ApiClient(HttpApi):
         data = self._data("POST", "/knowledge_base/create_knowledge_base", json=body)
         return KbDetails.model_validate(data)
 
+    def set_kb_strict(self, name: str, strict: bool) -> KbDetails:
+        body = {"knowledge_base_name": name, "strict": strict}
+        data = self._data("POST", "/knowledge_base/update_info", json=body)
+        return KbDetails.model_validate(data)
+
     def delete_knowledge_base(self, name: str) -> None:
         body = {"knowledge_base_name": name}
         self._request("POST", "/knowledge_base/delete_knowledge_base", json=body)
@@ -108,13 +115,17 @@ class ApiClient(HttpApi):
         chunk_size: int | None = None,
         chunk_overlap: int | None = None,
         zh_title_enhance: bool | None = None,
+        background: bool | None = None,
     ) -> DocsResult:
+        """Indexed now, or by a background job (``job_id`` set): ``background`` forces one
+        or the other; None lets the server decide by size."""
         form = _form(
             knowledge_base_name=kb_name,
             override=override,
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
             zh_title_enhance=zh_title_enhance,
+            background=background,
         )
         parts = [("files", (name, content)) for name, content in files]
         data = self._data("POST", "/knowledge_base/upload_docs", data=form, files=parts)
@@ -162,6 +173,18 @@ class ApiClient(HttpApi):
         data = self._data("GET", "/knowledge_base/list_file_chunks", params=params)
         return TypeAdapter(list[Chunk]).validate_python(data)
 
+    def chunk_context(
+        self, kb_name: str, file_name: str, chunk_id: int, *, window: int = 300
+    ) -> ChunkContext:
+        params = {
+            "knowledge_base_name": kb_name,
+            "file_name": file_name,
+            "chunk_id": chunk_id,
+            "window": window,
+        }
+        data = self._request("GET", "/knowledge_base/chunk_context", params=params)
+        return ChunkContext.model_validate(data)
+
     def update_chunk(self, kb_name: str, chunk_id: int, text: str) -> Chunk:
         body = {"knowledge_base_name": kb_name, "chunk_id": chunk_id, "text": text}
         return Chunk.model_validate(self._data("POST", "/knowledge_base/update_chunk", json=body))
@@ -178,6 +201,25 @@ class ApiClient(HttpApi):
                     detail = payload.get("detail") or {}
                     raise ApiError(event.code, str(detail.get("code", "error")), event.msg)
                 yield event
+
+    # -- ingestion jobs ------------------------------------------------------------------------
+
+    def list_jobs(self, kb_name: str, limit: int = 10) -> list[Job]:
+        params = {"knowledge_base_name": kb_name, "limit": limit}
+        return TypeAdapter(list[Job]).validate_python(
+            self._data("GET", "/knowledge_base/jobs", params=params)
+        )
+
+    def get_job(self, job_id: str) -> Job:
+        return Job.model_validate(self._data("GET", f"/knowledge_base/jobs/{quote(job_id)}"))
+
+    def cancel_job(self, job_id: str) -> Job:
+        path = f"/knowledge_base/jobs/{quote(job_id)}/cancel"
+        return Job.model_validate(self._data("POST", path))
+
+    def retry_job(self, job_id: str) -> Job:
+        path = f"/knowledge_base/jobs/{quote(job_id)}/retry"
+        return Job.model_validate(self._data("POST", path))
 
     # -- chat ----------------------------------------------------------------------------------
 

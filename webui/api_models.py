@@ -31,6 +31,7 @@ class KbDetails(ApiModel):
     chunk_overlap: int = 0
     zh_title_enhance: bool = False
     created_at: str = ""
+    strict: bool = False
 
 
 class FileDetails(ApiModel):
@@ -55,6 +56,39 @@ class FileResult(ApiModel):
 class DocsResult(ApiModel):
     failed_files: dict[str, str] = Field(default_factory=dict)
     files: list[FileResult] = Field(default_factory=list)
+    # Set when the server runs the indexing as a background job (HTTP 202).
+    job_id: str | None = None
+
+
+class JobFile(ApiModel):
+    file_name: str
+    stage: str
+    detail: str = ""
+    done: int = 0
+    total: int = 0
+    chunks: int = 0
+
+
+class Job(ApiModel):
+    """An ingestion job (GET /knowledge_base/jobs/{id})."""
+
+    id: str
+    knowledge_base_name: str
+    kind: str
+    status: str
+    error: str = ""
+    cancel_requested: bool = False
+    created_at: str = ""
+    counts: dict[str, int] = Field(default_factory=dict)
+    files_total: int = 0
+    chunks_stored: int = 0
+    progress: float = 0.0
+    eta_seconds: float | None = None
+    files: list[JobFile] = Field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
 
 
 class Chunk(ApiModel):
@@ -81,6 +115,22 @@ class SourceDoc(ApiModel):
     text: str = ""
     score: float | None = None
     url: str = ""
+    start_index: int | None = None
+    end_index: int | None = None
+    heading_path: list[str] = Field(default_factory=list)
+    page_url: str | None = None
+
+
+class ChunkContext(ApiModel):
+    """GET /knowledge_base/chunk_context: a cited chunk within its page or paragraph."""
+
+    text: str
+    highlight_start: int
+    highlight_end: int
+    page: int | None = None
+    heading_path: list[str] = Field(default_factory=list)
+    truncated_before: bool = False
+    truncated_after: bool = False
 
 
 class TempDocs(ApiModel):
@@ -147,6 +197,8 @@ class ChatFailure:
 @dataclass(frozen=True)
 class ChatDocs:
     docs: list[SourceDoc]
+    # What was searched (a follow-up's standalone rewrite); None from servers that omit it.
+    search_query: str | None = None
 
 
 ChatEvent = ChatDelta | ChatFailure | ChatDocs
@@ -165,6 +217,8 @@ class ChatParams:
     # None: the server's default (retrieval.search_mode).
     search_mode: str | None = None
     prompt_name: str = "default"
+    # Strict mode for this question; None: the knowledge base's own setting.
+    strict: bool | None = None
 
     def body(self) -> dict[str, Any]:
         return {
@@ -182,5 +236,6 @@ class ChatParams:
             "top_k": self.top_k,
             "score_threshold": self.score_threshold,
             "search_mode": self.search_mode,
+            "strict": self.strict,
             **self.body(),
         }

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 # Set by the env var or by a test through st.session_state; wins over settings.yaml.
 API_URL_ENV = "KB_WEBUI__API_BASE_URL"
 API_URL_KEY = "api_base_url"
-# The API key to send; set by a test through st.session_state ("" for none), else the first
-# of the settings' api.api_keys (env KB_API__API_KEYS), the same ones the API accepts.
+# The API key to send; set by a test through st.session_state ("" for none), else the
+# settings' webui.api_key (env KB_WEBUI__API_KEY, e.g. a member key made with
+# "python -m kb_server.cli keys create"), else the first of api.api_keys.
 API_KEY_KEY = "api_key"
 _SETTINGS_KEY = "_settings"
 _CLIENT_KEY = "_api_client"
@@ -44,7 +45,10 @@ def api_base_url() -> str:
 def api_key() -> str | None:
     if API_KEY_KEY in st.session_state:
         return str(st.session_state[API_KEY_KEY] or "") or None
-    keys = _settings().api.api_keys
+    settings = _settings()
+    if settings.webui.api_key:
+        return settings.webui.api_key
+    keys = settings.api.api_keys
     return keys[0] if keys else None
 
 

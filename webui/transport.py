@@ -32,8 +32,14 @@ def transport_error(exc: httpx.TransportError, base_url: str) -> ApiError:
 
 
 UNAUTHORIZED_MESSAGE = (
-    "API 拒绝访问：API 密钥缺失或无效（设置项 api.api_keys，环境变量 KB_API__API_KEYS）"
+    "API 拒绝访问：API 密钥缺失或无效（设置项 webui.api_key 或 api.api_keys，"
+    "环境变量 KB_WEBUI__API_KEY 或 KB_API__API_KEYS）"
 )
+# The API's 403s (kb_server.access.check): the key may not do this, whatever is retried.
+FORBIDDEN_MESSAGES = {
+    "kb_read_only": "无权修改：当前 API 密钥对该知识库只有只读权限",
+    "access_denied": "无权操作：需要管理员 API 密钥，或对该知识库的写权限",
+}
 
 
 def error_from_response(response: httpx.Response) -> ApiError:
@@ -46,6 +52,13 @@ def error_from_response(response: httpx.Response) -> ApiError:
     except ValueError:
         text = response.text.strip() or response.reason_phrase
         return ApiError(status, f"http_{status}", f"HTTP {status}: {text}")
+    error = _error_of(status, body)
+    if status == 403 and error.code in FORBIDDEN_MESSAGES:
+        return ApiError(403, error.code, FORBIDDEN_MESSAGES[error.code])
+    return error
+
+
+def _error_of(status: int, body: Any) -> ApiError:
     if isinstance(body, dict):
         if "detail" in body:
             return _from_detail(status, body["detail"])

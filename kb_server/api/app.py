@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 
 from kb_server import __version__
+from kb_server.access.authenticator import Authenticator
+from kb_server.access.keys import KeyStore
 from kb_server.api.auth import ApiKeyMiddleware, warn_if_exposed
 from kb_server.api.consistency import ConsistencyState, StartupConsistencyCheck
 from kb_server.api.container import Container
@@ -39,7 +42,12 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         consistency.start()
-        yield
+        services.jobs.start()
+        try:
+            yield
+        finally:
+            # Running jobs go back to the queue at their next check; the next start resumes.
+            await anyio.to_thread.run_sync(services.jobs.stop)
 
     app = FastAPI(
         title="kb-server",
@@ -51,11 +59,15 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = services
     app.state.consistency = consistency
     install_error_handlers(app)
-    warn_if_exposed(settings.api.host, settings.api.api_keys)
+    key_store = KeyStore(services.kb_service.db)
+    warn_if_exposed(settings.api.host, settings.api.api_keys, stored_keys=key_store.has_keys())
     # add_middleware puts each one outside the ones before it: CORS must be outermost, so
     # that it answers preflights itself and adds its headers to the 401s of the key check.
-    if settings.api.api_keys:
-        app.add_middleware(ApiKeyMiddleware, keys=settings.api.api_keys)
+    # Always installed: keys made with the CLI while the API runs turn authentication on.
+    authenticator = Authenticator(
+        settings.api.api_keys, key_store, ttl_s=settings.api.key_cache_ttl_s
+    )
+    app.add_middleware(ApiKeyMiddleware, authenticator=authenticator)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -48,9 +48,15 @@ class TempKbNotFoundError(KbError):
 
 
 def temp_settings(settings: Settings) -> Settings:
-    """The app's settings, rooted in ``<kb_root>/.temp_kbs`` with a SQLite file of its own."""
+    """The app's settings, rooted in ``<kb_root>/.temp_kbs`` with a SQLite file of its own and
+    FAISS indexes: temporary KBs are local to this process even when KBs live in PostgreSQL."""
+    vector_store = settings.vector_store.model_copy(update={"default_type": "faiss"})
     return settings.model_copy(
-        update={"kb_root": settings.kb_root / TEMP_KBS_FOLDER, "database_url": None}
+        update={
+            "kb_root": settings.kb_root / TEMP_KBS_FOLDER,
+            "database_url": None,
+            "vector_store": vector_store,
+        }
     )
 
 
@@ -78,7 +84,8 @@ class TempKnowledgeBases:
         now: Callable[[], datetime] = utc_now,
     ) -> TempKnowledgeBases:
         """Temp KBs beside ``settings.kb_root``, answered with the app's LLMs and prompts."""
-        service = KnowledgeBaseService(temp_settings(settings))
+        # Any valid API key may use file chat: a temp KB's random id is what grants access.
+        service = KnowledgeBaseService(temp_settings(settings), checks_access=False)
         chat = ChatService(service.settings, service, llm_clients=llm_clients, templates=templates)
         return cls(service, chat, ttl_s=settings.file_chat.ttl_s, now=now)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from kb_server.errors import InvalidInputError, KbError
 from kb_server.llm.base import ChatMessage
@@ -35,10 +35,25 @@ class KbChatPrompt(BaseModel):
     system: str
     user: str
     no_docs: str
+    # Strict mode; None: the default template's.
+    strict_system: str | None = None
+    strict_refusal: str | None = None
+
+    def strict(self) -> KbChatPrompt:
+        """This template with strict mode's system prompt in place of its own."""
+        return self.model_copy(update={"system": self.strict_system or self.system})
 
 
 class LlmChatPrompt(BaseModel):
     system: str
+
+
+class QueryRewritePrompt(BaseModel):
+    """Asks an LLM for the standalone form of a follow-up question."""
+
+    system: str
+    # Placeholders: {history} (one line per turn), {question}.
+    user: str
 
 
 class ExtractivePrompt(BaseModel):
@@ -49,7 +64,18 @@ class ExtractivePrompt(BaseModel):
 class PromptTemplates(BaseModel):
     llm_chat: dict[str, LlmChatPrompt]
     kb_chat: dict[str, KbChatPrompt]
+    query_rewrite: QueryRewritePrompt
     extractive: ExtractivePrompt
+
+    @model_validator(mode="after")
+    def _default_kb_template_is_complete(self) -> PromptTemplates:
+        default = self.kb_chat.get("default")
+        if default is None or default.strict_system is None or default.strict_refusal is None:
+            raise ValueError(
+                "kb_chat needs a 'default' template with strict_system and "
+                "strict_refusal (the other templates fall back to them)"
+            )
+        return self
 
     @classmethod
     def load(cls, path: Path) -> PromptTemplates:
@@ -57,7 +83,15 @@ class PromptTemplates(BaseModel):
         return cls.model_validate(data)
 
     def kb(self, name: str | None) -> KbChatPrompt:
-        return self.kb_chat[_known(self.kb_chat, name, "kb_chat")]
+        """The named template, its strict-mode texts filled in from the default one."""
+        template = self.kb_chat[_known(self.kb_chat, name, "kb_chat")]
+        default = self.kb_chat["default"]
+        return template.model_copy(
+            update={
+                "strict_system": template.strict_system or default.strict_system,
+                "strict_refusal": template.strict_refusal or default.strict_refusal,
+            }
+        )
 
     def llm(self, name: str | None) -> LlmChatPrompt:
         return self.llm_chat[_known(self.llm_chat, name, "llm_chat")]

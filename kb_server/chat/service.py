@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kb_server.chat.prompts import PromptBuilder, PromptTemplates, Reference
+from kb_server.chat.query_rewrite import (
+    RewriteMethod,
+    RewrittenQuery,
+    has_user_turn,
+    select_rewriter,
+)
 from kb_server.chat.tokens import token_counter
 from kb_server.errors import InvalidInputError, KbError, require_valid_unicode
 from kb_server.knowledge.service import KnowledgeBaseService
@@ -31,6 +37,8 @@ class RetrievedDoc:
     score: float
     page: int | None
     metadata: dict[str, Any]
+    # Each retriever's raw score (kb_server.knowledge.types.SearchHit.scores).
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,16 @@ class KbChatRequest(LlmChatRequest):
     # None: the settings' retrieval.search_mode and retrieval.rerank.
     search_mode: SearchMode | None = None
     rerank: bool | None = None
+    # Strict mode (answer only from chunks that pass a threshold, else refuse); None: strict
+    # when any of the named KBs is.
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class StrictRule:
+    min_score: float
+    # None: the prompt template's strict_refusal.
+    refusal: str | None
 
 
 @dataclass
@@ -82,6 +100,10 @@ class ChatStream:
     events: Iterator[ChatEvent]
     docs: list[RetrievedDoc] = field(default_factory=list)
     model_name: str = ""
+    # What was searched: the question, or its standalone rewrite when it had history.
+    search_query: str = ""
+    rewrite: RewriteMethod = "none"
+    strict: bool = False
 
 
 @dataclass
@@ -159,6 +181,7 @@ class ChatService:
                 score=hit.score,
                 page=hit.chunk.metadata.get("page"),
                 metadata=hit.chunk.metadata,
+                scores=hit.scores,
             )
             for number, (kb, hit) in enumerate(hits[:top_k], 1)
         ]
@@ -184,21 +207,30 @@ class ChatService:
             raise InvalidInputError("name at least one knowledge base")
         name, client = self._client(request.model_name)
         template = self.templates.kb(request.prompt_name)
+        strict = self.strict_rule(request)
+        threshold = request.score_threshold
+        if strict is not None and threshold is None:
+            threshold = strict.min_score
+        searched = self.search_query(request, client)
         docs = self.retrieve(
             request.kb_names,
-            request.query,
+            searched.text,
             request.top_k,
-            request.score_threshold,
+            threshold,
             search_mode=request.search_mode,
             rerank=request.rerank,
         )
+        no_answer = template.no_docs
+        if strict is not None:
+            no_answer = strict.refusal or template.strict_refusal or template.no_docs
+            template = template.strict()
         references = [Reference(d.number, d.file_name, d.text, d.page) for d in docs]
         if not docs:
-            events: Iterator[ChatEvent] = _answer_then_docs(iter([template.no_docs]), docs)
+            events: Iterator[ChatEvent] = _answer_then_docs(iter([no_answer]), docs)
         elif client is None:
             embedder = self.kb_service.embedder_for(self.kb_service.kb_row(docs[0].kb_name))
             answerer = ExtractiveAnswerer(embedder, self.templates.extractive)
-            answer = answerer.answer(request.query, references) or template.no_docs
+            answer = answerer.answer(searched.text, references) or no_answer
             events = _answer_then_docs(iter([answer]), docs)
         else:
             params = self._params(request)
@@ -206,7 +238,35 @@ class ChatService:
                 template, references, request.history, request.query
             )
             events = _answer_then_docs(client.stream(prompt.messages, params), docs)
-        return ChatStream(events, docs, name)
+        return ChatStream(events, docs, name, searched.text, searched.method, strict is not None)
+
+    def strict_rule(self, request: KbChatRequest) -> StrictRule | None:
+        """Strict mode's rule for this request, None when it is off: the request's ``strict``,
+        else strict when any named KB is; the strictest threshold and the first refusal of
+        the KBs' policies."""
+        policies = [self.kb_service.get_kb(kb).chat_policy for kb in request.kb_names]
+        strict = request.strict if request.strict is not None else any(p.strict for p in policies)
+        if not strict:
+            return None
+        setting = self.settings.retrieval.strict_min_score
+        min_score = max(
+            setting if p.strict_min_score is None else p.strict_min_score for p in policies
+        )
+        return StrictRule(min_score, next((p.refusal for p in policies if p.refusal), None))
+
+    def search_query(self, request: KbChatRequest, answering: LLMClient | None) -> RewrittenQuery:
+        """The query to search: a follow-up rewritten per ``chat.query_rewrite``."""
+        if not has_user_turn(request.history):
+            return RewrittenQuery(request.query, "none")
+        client = answering
+        if self.settings.chat.query_rewrite_model:
+            _, client = self._client(self.settings.chat.query_rewrite_model)
+        rewriter = select_rewriter(
+            self.settings.chat, self.templates.query_rewrite, client, seed=request.seed
+        )
+        if rewriter is None:
+            return RewrittenQuery(request.query, "none")
+        return rewriter.rewrite(request.query, request.history)
 
     def llm_chat(self, request: LlmChatRequest) -> ChatStream:
         _check_texts(request)

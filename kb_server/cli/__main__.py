@@ -1,17 +1,20 @@
 """``python -m kb_server.cli COMMAND``: chat (terminal chat), chunks (what a file becomes),
-init-db (the same as init_database.py), migrate (move knowledge bases between stores and
-databases without embedding again)."""
+doctor (checks the install), init-db (the same as init_database.py), migrate (move knowledge
+bases between stores and databases without embedding again), keys (API keys and their per-KB
+grants)."""
 
 from __future__ import annotations
 
 import sys
 
-from kb_server.cli import chat, chunks, init_database, migrate
+from kb_server.cli import chat, chunks, doctor, init_database, keys, migrate
 
 COMMANDS = {
     "chat": chat.main,
     "chunks": chunks.main,
+    "doctor": doctor.main,
     "init-db": init_database.main,
+    "keys": keys.main,
     "migrate": migrate.main,
 }
 

@@ -28,7 +28,13 @@ class TqdmProgress:
             leave=True,
         )
 
-    def file_done(self, file_name: str, status: str) -> None:
+    def file_stage(self, file_name: str, stage: str, done: int, total: int) -> None:
+        if self._files is not None:
+            shown = f"{stage} {done}/{total}" if total else stage
+            # OCR is slow enough per page to be worth redrawing the bar for.
+            self._files.set_postfix_str(f"{shown}: {file_name}"[-60:], refresh=stage == "ocr")
+
+    def file_done(self, file_name: str, status: str, reason: str = "", chunks: int = 0) -> None:
         if self._files is not None:
             self._files.set_postfix_str(f"{status}: {file_name}"[-60:], refresh=False)
             self._files.update(1)

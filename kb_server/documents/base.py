@@ -8,13 +8,17 @@ Metadata keys a loader may set (all optional):
     markup   "markdown" when the text is Markdown (the splitter then splits on headers)
     ocr      True when the text was read from an image
     title    a section or chapter title known from the file's structure
+    outline  headings known from the file's structure with their offsets in the text
+             (kb_server.documents.outline; the splitter makes chunks' heading_path of it)
 The ingest pipeline adds ``source`` (path relative to the KB's content folder) and ``loader``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -30,12 +34,43 @@ class OcrReader(Protocol):
     def read_image(self, image: bytes | Path) -> str: ...
 
 
+# Called with (n, m) as a loader starts OCR of the n-th of the m scanned pages of a file.
+OcrPageCallback = Callable[[int, int], None]
+
+
+class LoadProgress:
+    """Where loaders report the slow steps inside one file (OCR of page n of m).
+
+    Loaders are shared by every thread of the process, so whoever loads a file listens for
+    the duration of its own load, on its own thread.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextmanager
+    def listening(self, on_ocr_page: OcrPageCallback) -> Iterator[None]:
+        previous = getattr(self._local, "on_ocr_page", None)
+        self._local.on_ocr_page = on_ocr_page
+        try:
+            yield
+        finally:
+            self._local.on_ocr_page = previous
+
+    def ocr_page(self, number: int, total: int) -> None:
+        callback: OcrPageCallback | None = getattr(self._local, "on_ocr_page", None)
+        if callback is not None:
+            callback(number, total)
+
+
 @dataclass(frozen=True)
 class LoaderContext:
-    """What loaders share: document settings and the process's OCR reader (None = OCR off)."""
+    """What loaders share: document settings, the process's OCR reader (None = OCR off) and
+    where they report progress inside a file."""
 
     documents: DocumentSettings
     ocr: OcrReader | None = None
+    progress: LoadProgress = field(default_factory=LoadProgress, compare=False)
 
 
 class Loader(Protocol):

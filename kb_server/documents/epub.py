@@ -59,6 +59,8 @@ class EpubLoader:
                 continue
             title = toc_titles.get(_href_key(item.get_name())) or chapter.first_heading
             metadata: dict[str, Any] = {"title": title} if title else {}
+            if chapter.outline:
+                metadata["outline"] = chapter.outline
             documents.append(Document(page_content=chapter.text, metadata=metadata))
         return documents
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +16,7 @@ from bs4.element import NavigableString, PageElement
 from langchain_core.documents import Document
 
 from kb_server.documents.base import LoaderContext, render_row
+from kb_server.documents.outline import Heading, locate_headings
 from kb_server.errors import DocumentLoadError
 
 SKIPPED_TAGS = frozenset(
@@ -46,6 +47,8 @@ class HtmlText:
     text: str
     title: str | None
     first_heading: str | None
+    # h1-h6 and where their lines are in ``text``
+    outline: list[Heading] = field(default_factory=list)
 
 
 def html_to_text(markup: bytes) -> HtmlText:
@@ -55,9 +58,16 @@ def html_to_text(markup: bytes) -> HtmlText:
     """
     soup = BeautifulSoup(markup, "lxml", from_encoding=_encoding_override(markup))
     title = _squash(soup.title.get_text()) if soup.title else ""
+    headings: list[tuple[int, str]] = []
+    for element in soup.find_all(HEADING_TAGS):
+        if isinstance(element, Tag) and (heading_lines := _element_lines(element)):
+            headings.append((int(element.name[1]), heading_lines[0]))
     heading = soup.find(HEADING_TAGS)
     heading_text = " ".join(_element_lines(heading)) if isinstance(heading, Tag) else ""
-    return HtmlText("\n".join(_element_lines(soup)), title or None, heading_text or None)
+    lines = _element_lines(soup)
+    return HtmlText(
+        "\n".join(lines), title or None, heading_text or None, locate_headings(lines, headings)
+    )
 
 
 class HtmlLoader:
@@ -75,6 +85,8 @@ class HtmlLoader:
         if not page.text:
             return []
         metadata: dict[str, Any] = {"title": page.title} if page.title else {}
+        if page.outline:
+            metadata["outline"] = page.outline
         return [Document(page_content=page.text, metadata=metadata)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from pptx.table import Table as SlideTable
 from kb_server.documents.archives import check_archive
 from kb_server.documents.base import LoaderContext, OcrReader, reject_empty, render_row
 from kb_server.documents.ocr import UnreadableImageError, check_image_pixels
+from kb_server.documents.outline import locate_headings
 from kb_server.errors import DocumentLoadError
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ _RUN_TEXT_NODES = etree.XPath(
     ".//w:r[not(ancestor::mc:Fallback)]/*[self::w:t or self::w:tab or self::w:br or self::w:cr]",
     namespaces=_XPATH_NAMESPACES,
 )
+_HEADING_STYLE = re.compile(r"heading\s*(\d)")
+# Styles are based on styles; a loop in a broken file must end.
+_MAX_STYLE_DEPTH = 16
 _PICTURE_REL_IDS = etree.XPath(
     ".//a:blip[not(ancestor::mc:Fallback)]/@r:embed", namespaces=_XPATH_NAMESPACES
 )
@@ -68,10 +73,14 @@ class DocxLoader:
     def load(self, path: Path) -> list[Document]:
         word = _open_package(path, docx.Document, self._context, suffix=".docx", legacy=".doc")
         reader = _WordReader(word, self._context)
-        text = "\n".join(reader.block_lines(word.element.body))
+        lines = reader.block_lines(word.element.body)
+        text = "\n".join(lines)
         if not text:
             return []
         metadata: dict[str, Any] = {"ocr": True} if reader.used_ocr else {}
+        outline = locate_headings(lines, _word_headings(word))
+        if outline:
+            metadata["outline"] = outline
         return [Document(page_content=text, metadata=metadata)]
 
 
@@ -216,6 +225,53 @@ class _WordReader(_OcrCollector):
             part = related_parts[rel_id]
             lines.extend(self.read(part.blob, part.content_type))
         return lines
+
+
+def _word_headings(word: WordDocument) -> list[tuple[int, str]]:
+    """(level, first line) of the body's heading paragraphs, in document order."""
+    headings: list[tuple[int, str]] = []
+    for paragraph in word.element.body.iterchildren(qn("w:p")):
+        lines = _clean_lines(_paragraph_text(paragraph))
+        level = _heading_level(paragraph, word) if lines else None
+        if level is not None:
+            headings.append((level, lines[0]))
+    return headings
+
+
+def _heading_level(paragraph: CT_P, word: WordDocument) -> int | None:
+    """1 for "Heading 1" (or outline level 1), ...; 0 for "Title"; None for body text.
+
+    The paragraph's own outline level wins, then its style's and those the style is based on.
+    Word saves built-in style names in English whatever the interface language.
+    """
+    level = _outline_level(paragraph.find(qn("w:pPr")))
+    if level is not None:
+        return level
+    style_id = paragraph.style
+    style = word.styles.element.get_by_id(style_id) if style_id else None
+    for _ in range(_MAX_STYLE_DEPTH):
+        if style is None:
+            return None
+        level = _outline_level(style.find(qn("w:pPr")))
+        if level is not None:
+            return level
+        name = (style.name_val or "").strip().lower()
+        match = _HEADING_STYLE.fullmatch(name)
+        if match:
+            return int(match.group(1))
+        if name == "title":
+            return 0
+        style = style.base_style
+    return None
+
+
+def _outline_level(properties: etree._Element | None) -> int | None:
+    element = properties.find(qn("w:outlineLvl")) if properties is not None else None
+    value = element.get(qn("w:val")) if element is not None else None
+    if value is None or not value.isdigit():
+        return None
+    # Levels are 0-based; 9 means body text.
+    return int(value) + 1 if int(value) < 9 else None
 
 
 def _xpath_nodes(xpath: etree.XPath, element: etree._Element) -> list[object]:

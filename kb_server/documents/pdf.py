@@ -2,7 +2,8 @@
 
 A page whose text layer has fewer than ``documents.pdf_min_text_chars`` visible characters
 is taken for a scan: its embedded images go through OCR (when enabled) and the text found
-is added to whatever little text the page had.
+is added to whatever little text the page had. The text layers are read first, so that OCR
+progress can be reported as "page n of m scanned pages" (``LoaderContext.progress``).
 """
 
 from __future__ import annotations
@@ -48,19 +49,24 @@ class PdfLoader:
             raise DocumentLoadError(path.name, f"broken page tree ({exc})") from exc
         min_chars = self._context.documents.pdf_min_text_chars
         ocr = self._context.ocr
+        texts = [_page_text(page, path.name, number) for number, page in enumerate(pages, 1)]
+        scans = [index for index, text in enumerate(texts) if _visible_chars(text) < min_chars]
+        ocr_pages: set[int] = set()
+        if ocr is not None:
+            for done, index in enumerate(scans, start=1):
+                self._context.progress.ocr_page(done, len(scans))
+                scanned = _ocr_page(
+                    pages[index], ocr, self._context.documents, path.name, index + 1
+                )
+                if scanned:
+                    texts[index] = f"{texts[index]}\n{scanned}" if texts[index] else scanned
+                    ocr_pages.add(index)
+        unread_scans = 0 if ocr is not None else len(scans)
         documents = []
-        unread_scans = 0
-        for number, page in enumerate(pages, start=1):
-            text = _page_text(page, path.name, number)
-            metadata: dict[str, Any] = {"page": number}
-            if _visible_chars(text) < min_chars:
-                if ocr is None:
-                    unread_scans += 1
-                else:
-                    scanned = _ocr_page(page, ocr, self._context.documents, path.name, number)
-                    if scanned:
-                        text = f"{text}\n{scanned}" if text else scanned
-                        metadata["ocr"] = True
+        for index, text in enumerate(texts):
+            metadata: dict[str, Any] = {"page": index + 1}
+            if index in ocr_pages:
+                metadata["ocr"] = True
             if text:
                 documents.append(Document(page_content=text, metadata=metadata))
         if unread_scans:

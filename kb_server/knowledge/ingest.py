@@ -34,6 +34,7 @@ from kb_server.knowledge.paths import KbPaths
 from kb_server.knowledge.types import IngestProgress, IngestReport
 from kb_server.retrieval.analyzer import KeywordAnalyzer
 from kb_server.settings import SplitterSettings
+from kb_server.splitting import split_documents
 from kb_server.splitting.base import Chunk
 from kb_server.stores.base import VectorStore
 from kb_server.stores.keyword import KeywordEntry, KeywordIndex
@@ -253,11 +254,18 @@ class KbWriter:
             self.update_keywords(delete=orphans)
 
     def _load(self, prepared: PreparedFile, path: Path) -> None:
+        name = prepared.file_name
+
+        def on_ocr_page(number: int, total: int) -> None:
+            self.progress.file_stage(name, "ocr", number, total)
+
+        self.progress.file_stage(name, "loading", 0, 0)
         try:
             prepared.loader = self.pipeline.registry.loader_for(path).name
-            prepared.chunks = self.pipeline.load_and_split(
-                path, content_root=self.paths.content, splitter=prepared.splitter
-            )
+            with self.pipeline.context.progress.listening(on_ocr_page):
+                documents = self.pipeline.load(path, content_root=self.paths.content)
+            self.progress.file_stage(name, "splitting", 0, 0)
+            prepared.chunks = split_documents(documents, prepared.splitter)
         except KbError as exc:
             prepared.error = exc.message
             return
@@ -266,6 +274,9 @@ class KbWriter:
 
     def _store_group(self, group: list[PreparedFile], report: IngestReport) -> None:
         texts = [chunk.text for prepared in group for chunk in prepared.chunks]
+        for prepared in group:
+            if prepared.chunks:
+                self.progress.file_stage(prepared.file_name, "embedding", 0, len(texts))
         self.progress.embedding_planned(len(texts))
         vectors = self.embed(texts)
         terms = [self.analyzer.terms(text) for text in texts]
@@ -295,7 +306,7 @@ class KbWriter:
 
     def _file_done(self, file_name: str, status: str, reason: str = "", chunks: int = 0) -> None:
         """Progress, and one log line per file (its name and outcome, never its text)."""
-        self.progress.file_done(file_name, status)
+        self.progress.file_done(file_name, status, reason, chunks)
         logger.info(
             "ingest kb=%s file=%r status=%s chunks=%d%s",
             self.paths.name,

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from kb_server.access.check import require, require_create, visible
 from kb_server.chunking import DocumentPipeline
 from kb_server.db.engine import Database
-from kb_server.db.models import ChunkRow, KnowledgeBase, KnowledgeFile
+from kb_server.db.models import ChunkRow, KbChatPolicyRow, KnowledgeBase, KnowledgeFile
 from kb_server.embedding import EmbeddingModelUnavailableError, get_embedder
 from kb_server.embedding.base import Embedder
 from kb_server.errors import InvalidInputError, require_valid_unicode
@@ -26,6 +27,7 @@ from kb_server.knowledge.ingest import KbWriter, splitter_of
 from kb_server.knowledge.locks import KbLocks
 from kb_server.knowledge.paths import KbPaths, validate_file_name
 from kb_server.knowledge.types import (
+    ChatPolicy,
     ChunkInfo,
     ChunkNotFoundError,
     FileInfo,
@@ -55,6 +57,15 @@ logger = logging.getLogger(__name__)
 EmbedderProvider = Callable[[str], Embedder]
 
 
+def _policy_row(policy: ChatPolicy, kb_id: int | None = None) -> KbChatPolicyRow:
+    row = KbChatPolicyRow(
+        strict=policy.strict, strict_min_score=policy.strict_min_score, refusal=policy.refusal
+    )
+    if kb_id is not None:
+        row.kb_id = kb_id
+    return row
+
+
 def kb_splitter(row: KnowledgeBase) -> SplitterSettings:
     return SplitterSettings(
         chunk_size=row.chunk_size,
@@ -72,8 +83,11 @@ class KnowledgeBaseService:
         embedder_provider: EmbedderProvider | None = None,
         store_cache: VectorStoreCache | None = None,
         locks: KbLocks | None = None,
+        checks_access: bool = True,
     ) -> None:
         self.settings = settings
+        # False only for file chat's temporary KBs, whose random ids are their own capability.
+        self.checks_access = checks_access
         self.db = db or Database.from_settings(settings)
         self.db.create_tables()
         self.embedder_provider = embedder_provider or (
@@ -111,12 +125,16 @@ class KnowledgeBaseService:
         with self.locks.hold(paths.lock_file()):
             yield paths
 
-    def kb_row(self, kb_name: str) -> KnowledgeBase:
+    def kb_row(self, kb_name: str, *, write: bool = False) -> KnowledgeBase:
+        """The KB's row, when the caller may read it (``write``: change it). A KB it may not
+        read raises the same KbNotFoundError as a missing one, after the same query."""
         name = self.paths(kb_name).name
         with self.db.session() as session:
             row = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
         if row is None:
             raise KbNotFoundError(name)
+        if self.checks_access:
+            require(name, write=write)
         note_kb(row.name)
         return row
 
@@ -184,6 +202,7 @@ class KnowledgeBaseService:
             chunk_count = session.scalar(
                 select(func.count()).select_from(ChunkRow).where(ChunkRow.kb_id == row.id)
             )
+            policy = session.get(KbChatPolicyRow, row.id)
         return KbInfo(
             name=row.name,
             description=row.description,
@@ -193,6 +212,9 @@ class KnowledgeBaseService:
             file_count=file_count or 0,
             chunk_count=chunk_count or 0,
             created_at=row.created_at,
+            chat_policy=ChatPolicy(policy.strict, policy.strict_min_score, policy.refusal)
+            if policy
+            else ChatPolicy(),
         )
 
     # -- knowledge bases ---------------------------------------------------------------------
@@ -205,8 +227,11 @@ class KnowledgeBaseService:
         vs_type: str | None = None,
         embed_model: str | None = None,
         splitter: SplitterSettings | None = None,
+        chat_policy: ChatPolicy | None = None,
     ) -> KbInfo:
         with self.write_lock(name) as paths:
+            if self.checks_access:
+                require_create(paths.name)
             with self.db.session() as session:
                 if session.scalar(select(KnowledgeBase.id).where(KnowledgeBase.name == paths.name)):
                     raise KbExistsError(paths.name)
@@ -225,6 +250,8 @@ class KnowledgeBaseService:
                 chunk_overlap=options.chunk_overlap,
                 zh_title_enhance=options.zh_title_enhance,
             )
+            if chat_policy is not None:
+                row.chat_policy = _policy_row(chat_policy)
             with self.db.transaction() as session:
                 session.add(row)
             paths.content.mkdir(parents=True, exist_ok=True)
@@ -233,10 +260,13 @@ class KnowledgeBaseService:
     def list_kbs(self) -> list[KbInfo]:
         with self.db.session() as session:
             rows = session.scalars(select(KnowledgeBase).order_by(KnowledgeBase.name)).all()
+        if self.checks_access:
+            shown = set(visible(row.name for row in rows))
+            rows = [row for row in rows if row.name in shown]
         return [self._kb_info(row) for row in rows]
 
-    def get_kb(self, name: str) -> KbInfo:
-        return self._kb_info(self.kb_row(name))
+    def get_kb(self, name: str, *, write: bool = False) -> KbInfo:
+        return self._kb_info(self.kb_row(name, write=write))
 
     def kb_exists(self, name: str) -> bool:
         try:
@@ -247,15 +277,28 @@ class KnowledgeBaseService:
 
     def update_info(self, name: str, description: str) -> KbInfo:
         with self.write_lock(name):
-            row = self.kb_row(name)
+            row = self.kb_row(name, write=True)
             with self.db.transaction() as session:
                 session.get_one(KnowledgeBase, row.id).description = description
+            return self.get_kb(name)
+
+    def set_chat_policy(self, name: str, policy: ChatPolicy) -> KbInfo:
+        with self.write_lock(name):
+            row = self.kb_row(name, write=True)
+            with self.db.transaction() as session:
+                stored = session.get(KbChatPolicyRow, row.id)
+                if stored is None:
+                    session.add(_policy_row(policy, row.id))
+                else:
+                    stored.strict = policy.strict
+                    stored.strict_min_score = policy.strict_min_score
+                    stored.refusal = policy.refusal
             return self.get_kb(name)
 
     def delete_kb(self, name: str) -> None:
         """Remove the KB's rows, index and folder (uploaded files included)."""
         with self.write_lock(name) as paths:
-            row = self.kb_row(name)
+            row = self.kb_row(name, write=True)
             # Indexes first: a crash after this leaves rows that --repair re-embeds, never
             # index entries (in a database store, tables) that no KB owns.
             self.drop_vectors(row)
@@ -270,7 +313,7 @@ class KnowledgeBaseService:
     def save_file(self, kb_name: str, file_name: str, data: bytes, *, override: bool) -> Path:
         """Write an uploaded file into the content folder (atomically); it is not yet indexed."""
         with self.write_lock(kb_name) as paths:
-            self.kb_row(kb_name)
+            self.kb_row(kb_name, write=True)
             target = paths.content_file(file_name)
             if target.exists() and not override:
                 raise KbFileExistsError(paths.name, validate_file_name(file_name))
@@ -293,7 +336,7 @@ class KnowledgeBaseService:
         settings, vectors present) are not embedded again unless ``force``."""
         names = [validate_file_name(name) for name in file_names]
         with self.write_lock(kb_name):
-            kb = self.kb_row(kb_name)
+            kb = self.kb_row(kb_name, write=True)
             return self.writer(kb, progress).ingest(names, splitter=splitter, force=force)
 
     update_files = add_files
@@ -303,7 +346,7 @@ class KnowledgeBaseService:
     ) -> list[str]:
         names = [validate_file_name(name) for name in file_names]
         with self.write_lock(kb_name) as paths:
-            kb = self.kb_row(kb_name)
+            kb = self.kb_row(kb_name, write=True)
             removed = self.writer(kb).remove(names)
             if delete_content:
                 for name in names:
@@ -379,7 +422,7 @@ class KnowledgeBaseService:
             raise InvalidInputError("a chunk's text cannot be empty")
         require_valid_unicode(text, "the chunk's text")
         with self.write_lock(kb_name):
-            kb = self.kb_row(kb_name)
+            kb = self.kb_row(kb_name, write=True)
             writer = self.writer(kb)
             vector = writer.embed([text])
             with self.db.transaction() as session:

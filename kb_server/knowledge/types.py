@@ -55,6 +55,18 @@ class ChunkNotFoundError(KbError):
 
 
 @dataclass(frozen=True)
+class ChatPolicy:
+    """How chats over a KB answer when a request does not say (table kb_chat_policy)."""
+
+    # Strict mode: answer only from chunks that pass a threshold, else refuse.
+    strict: bool = False
+    # Strict mode's threshold; None: the setting retrieval.strict_min_score.
+    strict_min_score: float | None = None
+    # Strict mode's refusal; None: the prompt template's strict_refusal.
+    refusal: str | None = None
+
+
+@dataclass(frozen=True)
 class KbInfo:
     name: str
     description: str
@@ -64,6 +76,7 @@ class KbInfo:
     file_count: int
     chunk_count: int
     created_at: datetime
+    chat_policy: ChatPolicy = field(default_factory=ChatPolicy)
 
 
 @dataclass(frozen=True)
@@ -94,9 +107,10 @@ class ChunkInfo:
 class SearchHit:
     """A retrieved chunk and how relevant it is; higher is better in every mode.
 
-    ``score`` is what ``score_threshold`` filters on (docs/RETRIEVAL.md): the cosine similarity
-    in dense mode, the normalized keyword score in [0, 1] in bm25 mode, their weighted blend in
-    hybrid mode, and the reranker's probability in [0, 1] when a reranker ordered the hits.
+    ``score`` is in [0, 1] in every mode and is what ``score_threshold`` filters on
+    (docs/RETRIEVAL.md): the cosine similarity floored at 0 in dense mode, the normalized
+    keyword score in bm25 mode, their weighted blend in hybrid mode, and the reranker's
+    probability when a reranker ordered the hits.
     ``scores`` holds each retriever's own figure: "dense" (cosine), "bm25" (raw BM25),
     "keyword" (normalized BM25), "rrf" (fused rank score), "rerank".
     """
@@ -160,22 +174,37 @@ class CheckReport:
 
 
 class IngestProgress(Protocol):
-    """Receives progress while files are ingested (the CLI draws tqdm bars from it)."""
+    """Receives progress while files are ingested (the CLI draws tqdm bars from it; a job
+    records it). Any method may raise to stop the ingest: groups already stored stay stored.
+    """
 
     def files_planned(self, total: int) -> None: ...
 
-    def file_done(self, file_name: str, status: str) -> None: ...
+    def file_stage(self, file_name: str, stage: str, done: int, total: int) -> None:
+        """A file entered ``stage`` (one of FILE_STAGES); ``done``/``total`` count its pages
+        in "ocr" and the chunks of its group in "embedding", else 0/0."""
+
+    def file_done(self, file_name: str, status: str, reason: str = "", chunks: int = 0) -> None:
+        """The file is done: indexed or unchanged (with its chunk count), or failed (with
+        the reason)."""
 
     def embedding_planned(self, total_chunks: int) -> None: ...
 
     def chunks_embedded(self, count: int) -> None: ...
 
 
+# Stages a file goes through while it is ingested, in order; "ocr" only for scanned pages.
+FILE_STAGES = ("loading", "ocr", "splitting", "embedding")
+
+
 class NoProgress:
     def files_planned(self, total: int) -> None:
         pass
 
-    def file_done(self, file_name: str, status: str) -> None:
+    def file_stage(self, file_name: str, stage: str, done: int, total: int) -> None:
+        pass
+
+    def file_done(self, file_name: str, status: str, reason: str = "", chunks: int = 0) -> None:
         pass
 
     def embedding_planned(self, total_chunks: int) -> None:

@@ -1,10 +1,12 @@
 """From a question to ranked chunk ids: dense, BM25 or hybrid, then an optional rerank.
 
-Scores (docs/RETRIEVAL.md; higher is better everywhere; ``score_threshold`` applies to
-``score``):
-- dense: the cosine similarity of question and chunk, in [-1, 1];
+Every mode's ``score`` is in [0, 1], higher is better (docs/RETRIEVAL.md), and it is what
+``score_threshold`` applies to; ``scores`` keeps each retriever's raw figure alongside:
+- dense: the cosine similarity of question and chunk, floored at 0 (a negative cosine means
+  as unrelated as 0 does); the raw cosine, in [-1, 1], is ``scores["dense"]``;
 - bm25: the chunk's BM25 divided by the sum of the question terms' idf, capped at 1: about the
-  idf-weighted share of the question's terms the chunk contains (1.0: all of them);
+  idf-weighted share of the question's terms the chunk contains (1.0: all of them); a term
+  no chunk of the KB contains weighs as a term that one chunk in N + 1 would hold;
 - hybrid: the order is weighted reciprocal rank fusion of both lists; the score is the blend
   (w_dense * max(cosine, 0) + w_bm25 * keyword) / (w_dense + w_bm25), in [0, 1];
 - reranked: the cross-encoder's probability that the chunk answers the question, in [0, 1].
@@ -15,6 +17,7 @@ question's language) or whose embedding model cannot be loaded ranks by BM25 alo
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -35,6 +38,14 @@ logger = logging.getLogger(__name__)
 STALE_SLACK = 8
 
 
+def cosine_relevance(cosine: float) -> float:
+    """A cosine similarity as a relevance in [0, 1]: negative (opposite) counts as unrelated.
+
+    Rounding can put the cosine of a chunk with itself a hair above 1.
+    """
+    return min(max(cosine, 0.0), 1.0)
+
+
 @dataclass(frozen=True)
 class RankedChunk:
     id: int
@@ -52,12 +63,24 @@ class KbIndexes:
     keywords: KeywordIndex
 
 
+def unseen_term_idf(documents: int) -> float:
+    """The weight of a question term no chunk contains: BM25's idf of a term that one chunk in
+    ``documents + 1`` holds, as rare as a term can be and still be found."""
+    return math.log(1.0 + (documents + 0.5) / 1.5)
+
+
 class _KeywordSide:
     def __init__(self, index: KeywordIndex, terms: list[str]) -> None:
         self.index = index
         self.terms = terms
         # The best a chunk can score: every term once, at average length (see KeywordIndex.idf).
-        self.full_score = sum(index.idf(terms).values())
+        # A question term the KB never uses counts at full weight: a question about 火星 that
+        # shares only 商品 with the KB must not score 1.0 just because 火星 is unknown here.
+        weights = index.idf(terms)
+        unseen = len(set(terms) - weights.keys())
+        self.full_score = sum(weights.values())
+        if unseen:
+            self.full_score += unseen * unseen_term_idf(index.count())
 
     def relevance(self, bm25: float) -> float:
         return min(1.0, bm25 / self.full_score) if self.full_score > 0 else 0.0
@@ -119,7 +142,10 @@ class Retriever:
         if mode == "dense":
             embedder, store = indexes.dense()
             hits = store.search(embedder.embed_query(query), candidates, allowed_ids=allowed_ids)
-            return [RankedChunk(hit.id, hit.score, {"dense": hit.score}) for hit in hits]
+            return [
+                RankedChunk(hit.id, cosine_relevance(hit.score), {"dense": hit.score})
+                for hit in hits
+            ]
         keyword = _KeywordSide(indexes.keywords, self.analyzer.query_terms(query))
         if mode == "bm25":
             return keyword.ranked(candidates, allowed_ids)
@@ -170,7 +196,7 @@ class Retriever:
             cosine = cosines.get(chunk_id, 0.0)
             raw_bm25 = bm25.get(chunk_id, 0.0)
             relevance = keyword.relevance(raw_bm25)
-            blend = (w_dense * max(cosine, 0.0) + w_bm25 * relevance) / total_weight
+            blend = (w_dense * cosine_relevance(cosine) + w_bm25 * relevance) / total_weight
             ranked.append(
                 RankedChunk(
                     chunk_id,

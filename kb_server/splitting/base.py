@@ -13,9 +13,10 @@ class Chunk:
     """A piece of a document small enough to embed and to quote.
 
     ``metadata`` carries the document's metadata (source, page, sheet, row, ...) plus what the
-    splitter knows: ``start_index`` (offset of the chunk's first character in the document
-    text), ``header_path`` for Markdown ("安装 > 离线安装") and ``title`` when title
-    enhancement prefixed the chunk.
+    splitter knows: ``start_index`` and ``end_index`` (the span of the chunk's text, title
+    prefix excluded, in the document text), ``heading_path`` (["安装", "离线安装"]),
+    ``header_path`` for Markdown ("安装 > 离线安装") and ``title`` when title enhancement
+    prefixed the chunk. The keys are described in ``kb_server.splitting``.
     """
 
     text: str

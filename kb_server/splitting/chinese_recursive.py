@@ -8,7 +8,6 @@ resort. Pieces are merged back up to ``chunk_size`` characters with ``chunk_over
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any, NamedTuple
 
 from langchain_core.documents import Document
@@ -38,14 +37,25 @@ CHINESE_SEPARATORS: tuple[str, ...] = (
     "",
 )
 
-_BLANK_LINE_RUN = re.compile(r"\n[^\S\n]*\n(?:[^\S\n]*\n)*")
-
 
 class PlacedText(NamedTuple):
-    """A chunk's text and the offset of its first character in the text it came from."""
+    """A chunk's text and where it came from.
+
+    ``text`` is ``prefix_length`` characters of prefix (a title put in front of it) followed
+    by its body, which is exactly ``source[start:end]`` of the text it was cut from.
+    """
 
     start: int
     text: str
+    prefix_length: int = 0
+
+    @property
+    def body(self) -> str:
+        return self.text[self.prefix_length :]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.text) - self.prefix_length
 
 
 class ChineseRecursiveTextSplitter(RecursiveCharacterTextSplitter):
@@ -72,24 +82,25 @@ class ChineseRecursiveTextSplitter(RecursiveCharacterTextSplitter):
         )
 
     def split_with_offsets(self, text: str) -> list[PlacedText]:
-        """Split ``text`` and say where each chunk starts in it.
+        """Split ``text`` and say where each chunk is in it.
 
-        Chunks are stripped, runs of blank lines inside them are collapsed to one, and empty
-        chunks are dropped. ``start`` points at the chunk's first character in ``text``.
+        Chunks are stripped of surrounding whitespace and empty ones are dropped; each is
+        otherwise an exact slice: ``text[chunk.start : chunk.end] == chunk.text``.
         """
         placed: list[PlacedText] = []
         cursor = 0
         for raw in self._split_text(text, self._separators):
+            body = raw.strip()
+            if not body:
+                continue
             # Merged chunks are slices of ``text`` in order, and a chunk repeats at most
             # ``chunk_overlap`` characters of the one before it, so it starts no earlier than
             # ``cursor``. Searching from there keeps offsets right in repetitive text.
-            start = text.find(raw, cursor)
+            start = text.find(body, cursor)
             if start < 0:
-                start = cursor
-            cursor = max(start, start + len(raw) - self._chunk_overlap)
-            cleaned = _BLANK_LINE_RUN.sub("\n\n", raw).strip()
-            if cleaned:
-                placed.append(PlacedText(start, cleaned))
+                start = text.find(body)
+            cursor = max(start, start + len(body) - self._chunk_overlap)
+            placed.append(PlacedText(start, body))
         return placed
 
     def split_text(self, text: str) -> list[str]:
@@ -98,8 +109,8 @@ class ChineseRecursiveTextSplitter(RecursiveCharacterTextSplitter):
     def create_documents(
         self, texts: list[str], metadatas: list[dict[Any, Any]] | None = None
     ) -> list[Document]:
-        # The base class finds start_index by searching for the chunk text, which fails once
-        # blank lines have been collapsed; the offsets are known before that happens.
+        # The base class finds start_index by searching for the chunk text from the start,
+        # which goes wrong in repetitive text; the offsets are known exactly here.
         documents: list[Document] = []
         for index, text in enumerate(texts):
             for chunk in self.split_with_offsets(text):

@@ -80,5 +80,7 @@ def markdown_sections(text: str) -> list[Section]:
         if not section_text.strip():
             continue
         title = HEADER_PATH_SEPARATOR.join(path) if path else None
-        sections.append(Section(start, section_text, title, _leading_headers(section_text)))
+        sections.append(
+            Section(start, section_text, title, _leading_headers(section_text), tuple(path))
+        )
     return sections

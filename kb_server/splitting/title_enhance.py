@@ -52,12 +52,15 @@ class Section:
         heading: the stripped lines at the top of ``text`` that the title stands for; when
             the title is prefixed they are left out of the text that gets split, so the
             first chunk does not carry its title twice.
+        path: the headings the section is under, outermost first (its chunks'
+            ``heading_path``); the title joins them with " > ".
     """
 
     start: int
     text: str
     title: str | None = None
     heading: tuple[str, ...] = ()
+    path: tuple[str, ...] = ()
 
 
 def numbered_heading_kind(line: str) -> str | None:
@@ -152,7 +155,7 @@ def find_titled_sections(text: str, title_max_chars: int) -> list[Section]:
         if not text[start:end].strip():
             continue
         title = " > ".join(heading) if heading else None
-        sections.append(Section(start, text[start:end], title, tuple(heading)))
+        sections.append(Section(start, text[start:end], title, tuple(heading), tuple(heading)))
     return sections
 
 
@@ -177,7 +180,7 @@ def split_section(
     The heading lines are replaced by the prefix, and the rest is split with ``chunk_size``
     minus the prefix length, so prefixed chunks still fit ``chunk_size``. A title longer than
     half a chunk is not prefixed. Offsets are relative to the document (``section.start``
-    added) and point at the chunk's text after the prefix.
+    added) and span the chunk's text after the prefix.
     """
     prefix = f"{section.title}\n" if prefix_title and section.title else ""
     if prefix and len(prefix) <= options.chunk_size // 2:
@@ -185,7 +188,9 @@ def split_section(
         chunks = _split(section.text[body_start:], options, len(prefix))
         if chunks:
             return [
-                PlacedText(section.start + body_start + chunk.start, prefix + chunk.text)
+                PlacedText(
+                    section.start + body_start + chunk.start, prefix + chunk.text, len(prefix)
+                )
                 for chunk in chunks
             ]
     # No title, or a heading with nothing under it: the text as it is.

@@ -102,7 +102,11 @@ def test_streamed_deltas_add_up_to_the_answer_and_docs_come_last(kb_client: Test
     assert answer["model"] == TINY_QWEN_MODEL_NAME
     assert answer["docs"] == events[-1]["docs"]
     doc = answer["docs"][0]
-    assert set(doc) == {"number", "source", "kb_name", "page", "chunk_id", "text", "score", "url"}
+    pinpoint = {"start_index", "end_index", "heading_path", "page_url"}
+    assert set(doc) == {
+        *("number", "source", "kb_name", "page", "chunk_id", "text", "score", "scores", "url"),
+        *pinpoint,
+    }
     assert (doc["number"], doc["source"], doc["kb_name"]) == (1, REFUNDS_FILE, "shop")
     assert doc["chunk_id"] > 0
     assert 0 < doc["score"] <= 1
@@ -134,7 +138,12 @@ def test_nothing_above_the_threshold_answers_no_docs(app: FastAPI, kb_client: Te
     answer = kb_client.post(KB_CHAT, json=body).json()
     assert answer["docs"] == []
     assert answer["answer"] == app.state.container.chat.templates.kb(None).no_docs
-    assert stream_events(kb_client, KB_CHAT, body)[-1] == {"docs": []}
+    assert stream_events(kb_client, KB_CHAT, body)[-1] == {
+        "docs": [],
+        "search_query": "refunds",
+        "query_rewrite": "none",
+        "strict": False,
+    }
 
 
 def test_the_chatchat_alias_reads_its_threshold_as_an_l2_distance(kb_client: TestClient) -> None:
@@ -168,7 +177,7 @@ def test_an_unreachable_llm_gives_503_and_still_the_docs(api_settings: Settings)
         assert response.json()["docs"][0]["source"] == REFUNDS_FILE
 
         events = stream_events(client, KB_CHAT, body)
-        assert [list(event) for event in events] == [["error"], ["docs"]]
+        assert [next(iter(event)) for event in events] == ["error", "docs"]
         assert events[0]["error"]["code"] == "llm_unavailable"
         assert events[0]["error"]["status"] == 503
         assert events[1]["docs"][0]["source"] == REFUNDS_FILE

@@ -9,7 +9,15 @@ import streamlit as st
 
 from webui.api_client import ApiClient
 from webui.api_models import ChatDelta, ChatDocs, ChatEvent, ChatFailure, ChatParams, SourceDoc
-from webui.chat_view import Turn, history, render_sources, render_turn, to_markdown, turns
+from webui.chat_view import (
+    Turn,
+    history,
+    render_search_query,
+    render_sources,
+    render_turn,
+    to_markdown,
+    turns,
+)
 from webui.conversations import (
     clear_current,
     current_conversation_id,
@@ -30,6 +38,12 @@ SEARCH_MODES: dict[str, str | None] = {
     "关键词检索 BM25": "bm25",
     "向量检索": "dense",
 }
+# Strict mode per question: the knowledge base's own setting, or on/off for this question.
+STRICT_CHOICES: dict[str, bool | None] = {
+    "跟随知识库设置": None,
+    "开启": True,
+    "关闭": False,
+}
 EXTRACTIVE = "extractive"
 FILE_CHAT_ID_KEY = "file_chat_id"
 
@@ -46,6 +60,7 @@ class ChatSetup:
 class StreamOutcome:
     docs: list[SourceDoc] = field(default_factory=list)
     failure: ChatFailure | None = None
+    search_query: str | None = None
 
 
 def _model_choice(client: ApiClient, mode: str) -> str | None:
@@ -102,7 +117,7 @@ def render_settings(client: ApiClient) -> ChatSetup:
         if mode == FILE_MODE:
             _upload_files(client)
         model = _model_choice(client, mode)
-        top_k, threshold, search_mode = 3, 0.0, None
+        top_k, threshold, search_mode, strict = 3, 0.0, None, None
         if mode != LLM_MODE:
             top_k = st.slider("匹配条数 top_k", 1, 20, 3, key="chat_top_k")
             search_mode = SEARCH_MODES[
@@ -116,9 +131,20 @@ def render_settings(client: ApiClient) -> ChatSetup:
                 0.0,
                 step=0.05,
                 key="chat_score_threshold",
-                help="低于此分数的文本块不参与回答，0 表示不过滤。混合与关键词检索的分数在 0 到 1 "
-                "之间（问题的词在文本块中出现得越多越高）；向量检索为余弦相似度。",
+                help="低于此分数的文本块不参与回答，0 表示不过滤。各检索方式的分数都在 0 到 1 "
+                "之间，越高越相关：关键词与混合检索看问题的词在文本块中出现得多少，"
+                "向量检索为余弦相似度（负值记为 0）。",
             )
+            strict = STRICT_CHOICES[
+                st.selectbox(
+                    "严格模式",
+                    list(STRICT_CHOICES),
+                    index=0,
+                    key="chat_strict",
+                    help="开启后只根据检索到的原文回答；没有文本块达到相关度下限时直接拒答。",
+                )
+                or "跟随知识库设置"
+            ]
         temperature = st.slider("温度 temperature", 0.0, 2.0, 0.7, step=0.05, key="chat_temp")
         rounds = st.number_input("历史对话轮数", 0, 20, 3, key="chat_history_rounds")
     params = ChatParams(
@@ -127,6 +153,7 @@ def render_settings(client: ApiClient) -> ChatSetup:
         top_k=top_k,
         score_threshold=threshold if threshold > 0 else None,
         search_mode=search_mode,
+        strict=strict,
     )
     return ChatSetup(mode=mode, kb_name=kb_name, params=params, history_rounds=int(rounds))
 
@@ -152,6 +179,7 @@ def _deltas(events: Iterator[ChatEvent], outcome: StreamOutcome) -> Iterator[str
             yield event.text
         elif isinstance(event, ChatDocs):
             outcome.docs = event.docs
+            outcome.search_query = event.search_query
         else:
             outcome.failure = event
 
@@ -189,12 +217,16 @@ def ask(client: ApiClient, setup: ChatSetup, query: str) -> None:
             return
         if outcome.failure is not None:
             st.error(outcome.failure.message)
+        rewritten = outcome.search_query if outcome.search_query != query else None
+        if rewritten:
+            render_search_query(rewritten)
         if outcome.docs:
             render_sources(client, outcome.docs, key="live")
     answer = written if isinstance(written, str) else "".join(str(part) for part in written)
     if not answer:
         return
     reply = Turn("assistant", answer, docs=outcome.docs, model=setup.params.model_name)
+    reply.search_query = rewritten
     turns().append(reply)
     _store(client, reply)
     if outcome.failure is None:

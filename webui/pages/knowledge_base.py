@@ -7,6 +7,7 @@ import streamlit as st
 from webui.api_client import ApiClient
 from webui.api_models import KbDetails
 from webui.kb_files import render_chunk_editor, render_file_table
+from webui.kb_jobs import render_jobs
 from webui.state import get_client, notify, show_notices
 from webui.transport import ApiError
 
@@ -71,29 +72,35 @@ def render_upload(client: ApiClient, kb: KbDetails) -> None:
         )
         zh_title = st.checkbox("开启中文标题加强", kb.zh_title_enhance, key="kb_zh_title")
         override = st.checkbox("覆盖已有文件", False, key="kb_override")
+        background = st.checkbox(
+            "后台处理",
+            False,
+            key="kb_background",
+            help="在后台向量化并显示每个文件的进度；文件较大或较多时服务端会自动转为后台任务",
+        )
         if not st.button("上传并向量化", disabled=not uploads, key="kb_upload") or not uploads:
             return
-        progress = st.progress(0.0, text="开始上传…")
-        for index, upload in enumerate(uploads):
-            progress.progress(index / len(uploads), text=f"正在处理 {upload.name}…")
+        with st.spinner("正在上传…"):
             try:
                 result = client.upload_docs(
                     kb.name,
-                    [(upload.name, upload.getvalue())],
+                    [(upload.name, upload.getvalue()) for upload in uploads],
                     override=override,
                     chunk_size=int(chunk_size),
                     chunk_overlap=int(chunk_overlap),
                     zh_title_enhance=zh_title,
+                    background=True if background else None,
                 )
             except ApiError as exc:
-                notify("error", f"{upload.name}：{exc.message}")
-                continue
-            for name, reason in result.failed_files.items():
-                notify("error", f"{name}：{reason}")
-            for item in result.files:
-                if item.status != "failed":
-                    notify("success", f"{item.file_name}：{item.chunks} 个文本块（{item.status}）")
-        progress.progress(1.0, text="完成")
+                st.error(exc.message)
+                return
+        for name, reason in result.failed_files.items():
+            notify("error", f"{name}：{reason}")
+        if result.job_id:
+            notify("info", f"已转为后台任务 {result.job_id[:8]}，进度见下方“后台任务”")
+        for item in result.files:
+            if item.status not in ("failed", "saved"):
+                notify("success", f"{item.file_name}：{item.chunks} 个文本块（{item.status}）")
         st.rerun()
 
 
@@ -121,6 +128,28 @@ def render_rebuild(client: ApiClient, kb: KbDetails) -> None:
             st.error(exc.message)
 
 
+def _save_strict(client: ApiClient, kb_name: str, key: str) -> None:
+    strict = bool(st.session_state[key])
+    try:
+        client.set_kb_strict(kb_name, strict)
+    except ApiError as exc:
+        notify("error", exc.message)
+        return
+    notify("success", f"知识库 {kb_name} 已{'开启' if strict else '关闭'}严格模式")
+
+
+def render_strict_toggle(client: ApiClient, kb: KbDetails) -> None:
+    key = f"kb_strict_{kb.name}"
+    st.toggle(
+        "严格模式：只依据检索到的内容回答，没有足够相关的内容时拒答",
+        value=kb.strict,
+        key=key,
+        on_change=_save_strict,
+        args=(client, kb.name, key),
+        help="对话请求未指定 strict 时使用该设置",
+    )
+
+
 def render_kb_page(client: ApiClient) -> None:
     st.title("📚 知识库管理")
     show_notices()
@@ -145,7 +174,9 @@ def render_kb_page(client: ApiClient) -> None:
         f"{kb.description or '（无介绍）'} · 向量模型 {kb.embed_model} · "
         f"{kb.file_count} 个文件 · {kb.chunk_count} 个文本块"
     )
+    render_strict_toggle(client, kb)
     render_upload(client, kb)
+    render_jobs(client, kb.name)
     render_file_table(client, kb.name)
     render_chunk_editor(client, kb.name)
     render_rebuild(client, kb)

@@ -55,7 +55,8 @@ _KB_CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
     response_model=KbChatAnswer,
     responses=_KB_CHAT_RESPONSES,
     description="Answer a question from one or several knowledge bases, with its sources. "
-    + _SSE_DOC % ("answer", ', then `{"docs": [...]}` last'),
+    + _SSE_DOC
+    % ("answer", ', then `{"docs": [...], "search_query", "query_rewrite", "strict"}` last'),
 )
 def knowledge_base_chat(body: KbChatBody, chat: ChatDep) -> Response:
     return _kb_chat(chat, body, body.score_threshold)
@@ -104,6 +105,7 @@ def _kb_chat(
             score_threshold=min_cosine,
             search_mode=body.search_mode,
             rerank=body.rerank,
+            strict=body.strict,
         )
     )
     if body.stream:
@@ -113,8 +115,19 @@ def _kb_chat(
     if result.error is not None:
         failure = KbChatFailure(detail=_detail(result.error), docs=docs)
         return JSONResponse(failure.model_dump(), status_code=result.error.http_status)
-    answer = KbChatAnswer(answer=result.answer, docs=docs, model=stream.model_name)
+    answer = KbChatAnswer(
+        answer=result.answer, docs=docs, model=stream.model_name, **_search(stream)
+    )
     return JSONResponse(answer.model_dump())
+
+
+def _search(stream: ChatStream) -> dict[str, Any]:
+    """What a KB chat reports beside its docs: what was searched, and whether it was strict."""
+    return {
+        "search_query": stream.search_query,
+        "query_rewrite": stream.rewrite,
+        "strict": stream.strict,
+    }
 
 
 def _sse_events(stream: ChatStream, delta_field: str, *, docs_url: DocUrl | None) -> Iterator[str]:
@@ -122,6 +135,8 @@ def _sse_events(stream: ChatStream, delta_field: str, *, docs_url: DocUrl | None
     try:
         for event in stream.events:
             payload = _event_payload(event, delta_field, docs_url)
+            if isinstance(event, DocsEvent) and payload is not None:
+                payload.update(_search(stream))
             if payload is not None:
                 yield sse_data(payload)
     finally:

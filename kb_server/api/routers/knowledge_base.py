@@ -14,14 +14,18 @@ import queue
 import threading
 import time
 from collections.abc import Generator, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Form, UploadFile
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
 
-from kb_server.api.deps import KbServiceDep, MaintenanceDep
+from kb_server.api.container import Container
+from kb_server.api.deps import ContainerDep, KbServiceDep, MaintenanceDep
 from kb_server.api.downloads import file_response
 from kb_server.api.envelope import CHATCHAT_TAG, Envelope, ok
+from kb_server.api.rebuild_stream import rebuild_lines
+from kb_server.api.schemas.jobs import JobAccepted
 from kb_server.api.schemas.knowledge_base import (
     SAVED,
     ChunkOut,
@@ -48,12 +52,13 @@ from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.paths import InvalidNameError, validate_file_name
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.knowledge.types import (
+    ChatPolicy,
     ChunkNotFoundError,
     IngestReport,
     KbFileExistsError,
     KbFileNotFoundError,
 )
-from kb_server.settings import SplitterSettings
+from kb_server.settings import JobSettings, SplitterSettings
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +98,7 @@ def create_knowledge_base(request: CreateKbRequest, service: KbServiceDep) -> En
         vs_type=request.vector_store_type,
         embed_model=request.embed_model,
         splitter=request.splitter(service.settings.splitter),
+        chat_policy=request.chat_policy(ChatPolicy()),
     )
     return ok(KbDetails.of(info), msg=f"已新增知识库 {info.name}")
 
@@ -110,7 +116,13 @@ def delete_knowledge_base(
 
 @router.post("/update_info")
 def update_info(request: UpdateInfoRequest, service: KbServiceDep) -> Envelope[KbDetails]:
-    info = service.update_info(request.knowledge_base_name, request.kb_info)
+    name = request.knowledge_base_name
+    info = service.get_kb(name)
+    if request.kb_info is not None:
+        info = service.update_info(name, request.kb_info)
+    policy = request.chat_policy(info.chat_policy)
+    if policy is not None:
+        info = service.set_chat_policy(name, policy)
     return ok(KbDetails.of(info), msg="知识库介绍修改完成")
 
 
@@ -145,6 +157,49 @@ def checked_names(names: Sequence[str], failed: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(valid))
 
 
+BACKGROUND_HELP = (
+    "true: index as a background job (HTTP 202 with its id); false: now; empty: by size"
+)
+# The answer of a request that became a background job.
+JOB_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": Envelope[JobAccepted], "description": "Queued as a background job"}
+}
+
+
+def in_background(settings: JobSettings, requested: bool | None, sizes: Sequence[int]) -> bool:
+    """The client's choice, else whether the files are too many or too large to index now."""
+    if requested is not None:
+        return requested
+    too_large = sum(sizes) > settings.inline_max_mb * 1024 * 1024
+    return too_large or len(sizes) > settings.inline_max_files
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def accepted_job(
+    container: Container,
+    response: Response,
+    kb_name: str,
+    kind: str,
+    names: Sequence[str],
+    result: DocsResult,
+    splitter: SplitterSettings | None,
+    options: dict[str, Any] | None = None,
+) -> Envelope[JobAccepted | DocsResult]:
+    """Queue a job over ``names``; the 202 answer holding its id and what was saved."""
+    options = {**(options or {}), "splitter": splitter.model_dump() if splitter else None}
+    job_id = container.jobs.submit(kb_name, kind, names, options)
+    response.status_code = 202
+    saved = [FileResult(file_name=name, status="saved") for name in names]
+    data = JobAccepted(job_id=job_id, failed_files=result.failed_files, files=result.files + saved)
+    return Envelope(code=202, msg=f"已转为后台任务 {job_id}", data=data)
+
+
 def ingest_results(
     service: KnowledgeBaseService, kb_name: str, names: Sequence[str], report: IngestReport
 ) -> list[FileResult]:
@@ -169,9 +224,11 @@ def list_files(knowledge_base_name: str, service: KbServiceDep) -> ListFilesResp
     return ListFilesResponse(data=known, files=details)
 
 
-@router.post("/upload_docs")
+@router.post("/upload_docs", responses=JOB_ACCEPTED)
 def upload_docs(
     service: KbServiceDep,
+    container: ContainerDep,
+    response: Response,
     files: Annotated[list[UploadFile], File(description="上传文件，支持多文件")],
     knowledge_base_name: Annotated[str, Form(description="知识库名称")],
     override: Annotated[bool, Form(description="覆盖已有文件")] = False,
@@ -181,9 +238,12 @@ def upload_docs(
     zh_title_enhance: Annotated[bool | None, Form()] = None,
     docs: Annotated[str, Form(description="Chatchat's custom docs (JSON): ignored")] = "",
     not_refresh_vs_cache: Annotated[bool, Form()] = False,
-) -> Envelope[DocsResult]:
+    background: Annotated[bool | None, Form(description=BACKGROUND_HELP)] = None,
+) -> Envelope[JobAccepted | DocsResult]:
     kb = service.get_kb(knowledge_base_name)
     splitter = merge_splitter(kb.splitter, chunk_size, chunk_overlap, zh_title_enhance)
+    sizes = [upload.size or 0 for upload in files]
+    as_job = in_background(container.settings.jobs, background, sizes)
     result = DocsResult()
     saved: list[str] = []
     for upload in files:
@@ -197,6 +257,8 @@ def upload_docs(
         else:
             saved.append(name)
     saved = list(dict.fromkeys(saved))
+    if to_vector_store and saved and as_job:
+        return accepted_job(container, response, kb.name, "upload", saved, result, splitter)
     if not to_vector_store:
         result.files += [FileResult(file_name=name, status="saved") for name in saved]
     elif saved:
@@ -221,11 +283,22 @@ def delete_docs(request: DeleteDocsRequest, service: KbServiceDep) -> Envelope[D
     return ok(result, msg="文件删除完成")
 
 
-@router.post("/update_docs")
-def update_docs(request: UpdateDocsRequest, service: KbServiceDep) -> Envelope[DocsResult]:
+@router.post("/update_docs", responses=JOB_ACCEPTED)
+def update_docs(
+    request: UpdateDocsRequest,
+    service: KbServiceDep,
+    container: ContainerDep,
+    response: Response,
+    background: Annotated[bool | None, Query(description=BACKGROUND_HELP)] = None,
+) -> Envelope[JobAccepted | DocsResult]:
     kb = service.get_kb(request.knowledge_base_name)
     result = DocsResult()
     names = checked_names(request.file_names, result.failed_files)
+    paths = service.paths(kb.name)
+    sizes = [_size(paths.content_file(name)) for name in names]
+    if names and in_background(container.settings.jobs, background, sizes):
+        splitter = request.splitter(kb.splitter)
+        return accepted_job(container, response, kb.name, "update", names, result, splitter)
     report = service.update_files(kb.name, names, splitter=request.splitter(kb.splitter))
     result.failed_files.update(report.files_failed)
     result.files = ingest_results(service, kb.name, names, report)
@@ -313,7 +386,10 @@ class RecreateRun:
     def files_planned(self, total: int) -> None:
         self.total += total
 
-    def file_done(self, file_name: str, status: str) -> None:
+    def file_stage(self, file_name: str, stage: str, done: int, total: int) -> None:
+        pass
+
+    def file_done(self, file_name: str, status: str, reason: str = "", chunks: int = 0) -> None:
         self.finished += 1
         self._emit(
             {
@@ -391,17 +467,41 @@ class RecreateRun:
             self._client_gone.set()
 
 
-@router.post("/recreate_vector_store")
+@router.post("/recreate_vector_store", responses=JOB_ACCEPTED, response_model=None)
 def recreate_vector_store(
-    request: RecreateRequest, service: KbServiceDep, maintenance: MaintenanceDep
-) -> EventStreamResponse:
+    request: RecreateRequest,
+    service: KbServiceDep,
+    maintenance: MaintenanceDep,
+    container: ContainerDep,
+    background: Annotated[
+        bool | None, Query(description="true: a background job (202) instead of the stream")
+    ] = None,
+) -> EventStreamResponse | JSONResponse:
     name = service.paths(request.knowledge_base_name).name
     if request.allow_empty_kb:
         # Chatchat's behaviour: a folder without a row (or nothing at all) becomes a KB.
         maintenance.ensure_kb(name, embed_model=request.embed_model)
-    kb = service.get_kb(name)
+    # The rebuild runs in its own thread, where no caller is set: check the write here.
+    kb = service.get_kb(name, write=True)
     splitter = merge_splitter(
         kb.splitter, request.chunk_size, request.chunk_overlap, request.zh_title_enhance
     )
+    files = service.content_files(name)
+    paths = service.paths(name)
+    # Names found in the folder, not given by a client (content_file() refuses odd ones).
+    sizes = [_size(paths.content / file) for file in files]
+    # Unasked, a large rebuild is a job too, but the client still gets Chatchat's stream.
+    if in_background(container.settings.jobs, background, sizes):
+        known = {info.file_name for info in service.list_files(name)}
+        removed = sorted(known - set(files))
+        options = {"embed_model": request.embed_model, "force": request.force}
+        response = Response()
+        accepted = accepted_job(
+            container, response, name, "rebuild", files, DocsResult(), splitter, options
+        )
+        if background is None and isinstance(accepted.data, JobAccepted):
+            store = container.jobs.store
+            return EventStreamResponse(rebuild_lines(store, accepted.data.job_id, removed))
+        return JSONResponse(accepted.model_dump(mode="json"), status_code=response.status_code)
     run = RecreateRun(maintenance, name, request.embed_model, request.force, splitter)
     return EventStreamResponse(run.lines())

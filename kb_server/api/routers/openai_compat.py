@@ -1,7 +1,8 @@
 """OpenAI-compatible ``/v1/models`` and ``/v1/chat/completions``.
 
 A plain model name goes to that LLM; ``kb/<name>`` answers from knowledge base ``<name>`` and
-adds the sources as an extra ``docs`` field, so any OpenAI client can use a knowledge base.
+adds the sources as an extra ``docs`` field (and what was searched as ``search_query``), so any
+OpenAI client can use a knowledge base.
 System messages are ignored: the server's prompt templates own the system text (the KB one
 carries the grounding and injection rules, which a client must not be able to drop).
 Errors use OpenAI's shape ``{"error": {"message", "type", "code"}}`` with real statuses, which
@@ -128,6 +129,7 @@ def chat_completions(body: ChatCompletionBody, chat: ChatDep) -> Response:
         created=int(time.time()),
         model=body.model,
         docs=source_docs(stream.docs) if body.kb_name() is not None else None,
+        search_query=stream.search_query if body.kb_name() is not None else None,
     )
     if not body.stream:
         result = collect(stream)
@@ -135,7 +137,8 @@ def chat_completions(body: ChatCompletionBody, chat: ChatDep) -> Response:
             return _event_error(result.error, frame)
         usage = _usage(body, stream, result.answer)
         completion = frame.completion(result.answer, usage)
-        return JSONResponse(completion.model_dump(exclude=_no_docs(frame.docs)))
+        exclude = _no_docs(frame.docs) | ({"search_query"} if frame.docs is None else set())
+        return JSONResponse(completion.model_dump(exclude=exclude))
     # The first event is awaited here so that an LLM that is down is a real 503, not a 200
     # stream carrying an error.
     first = next(stream.events)
@@ -179,6 +182,7 @@ def _start(chat: ChatService, body: ChatCompletionBody) -> ChatStream:
             score_threshold=body.score_threshold,
             search_mode=body.search_mode,
             rerank=body.rerank,
+            strict=body.strict,
         )
     )
 
@@ -191,6 +195,7 @@ class _Frame:
     created: int
     model: str
     docs: list[SourceDoc] | None
+    search_query: str | None
 
     def completion(self, answer: str, usage: CompletionUsage) -> ChatCompletion:
         return ChatCompletion(
@@ -200,6 +205,7 @@ class _Frame:
             choices=[Choice(message=AssistantMessage(content=answer))],
             usage=usage,
             docs=self.docs,
+            search_query=self.search_query,
         )
 
     def chunk(self, delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
@@ -230,6 +236,7 @@ def _chunks(events: Iterator[ChatEvent], first: ChatEvent, frame: _Frame) -> Ite
                 last = frame.chunk({}, finish_reason="stop")
                 if frame.docs is not None:
                     last["docs"] = frame.dumped_docs()
+                    last["search_query"] = frame.search_query
                 yield sse_data(last)
         yield SSE_DONE
     finally:

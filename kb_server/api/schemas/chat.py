@@ -8,6 +8,7 @@ from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, Field
 
+from kb_server.api.schemas.citations import citation_fields
 from kb_server.api.schemas.retrieval import RetrievalOptions
 from kb_server.chat.service import RetrievedDoc
 from kb_server.llm.base import SEED_MAX, SEED_MIN, ChatMessage
@@ -61,17 +62,22 @@ class RetrievalChatBody(LlmChatBody, RetrievalOptions):
     top_k: int = Field(3, ge=1, le=100, description="How many chunks to answer from.")
     score_threshold: float | None = Field(
         None,
-        ge=-1.0,
+        ge=0.0,
         le=1.0,
-        description="The minimum score a chunk needs (higher is stricter); null keeps every "
-        "chunk. The score is the cosine similarity in dense mode, a relevance in [0, 1] in "
-        "bm25 and hybrid mode, the reranker's probability when reranked (docs/RETRIEVAL.md).",
+        description="The minimum `score` a chunk needs (higher is stricter); null keeps every "
+        "chunk. The score is a relevance in [0, 1] in every search mode (docs/RETRIEVAL.md).",
     )
 
     model_name: str | None = Field(
         None,
         description='An LLM, or "extractive" (cited sentences, no LLM); '
         "default: the server's default_llm_model.",
+    )
+    strict: bool | None = Field(
+        None,
+        description="Strict mode: answer only from retrieved text, and refuse (with the "
+        "prompt's strict_refusal, no model asked) when no chunk passes score_threshold, or "
+        "retrieval.strict_min_score when none is given. null: the knowledge base's setting.",
     )
 
 
@@ -94,8 +100,8 @@ class ChatchatKbChatBody(KbChatBody):
         le=2.0,
         description="Langchain-Chatchat's threshold: the largest L2 distance between the "
         "normalized question and chunk vectors (lower is stricter). It is applied as the "
-        "minimum cosine similarity 1 - t²/2, so 1.0 keeps cosine >= 0.5, 0.1 keeps cosine "
-        ">= 0.995 and 2.0 keeps every chunk.",
+        "minimum score 1 - t²/2 (in dense mode the score is the cosine, floored at 0), so 1.0 "
+        "keeps score >= 0.5, 0.1 keeps score >= 0.995 and 2.0 keeps every chunk.",
     )
 
     def min_cosine(self) -> float | None:
@@ -116,12 +122,35 @@ class SourceDoc(BaseModel):
     page: int | None = None
     chunk_id: int
     text: str
-    score: float = Field(description="Cosine similarity to the question.")
+    score: float = Field(
+        description="Relevance to the question in [0, 1] in every search mode, higher is "
+        "better (docs/RETRIEVAL.md)."
+    )
+    scores: dict[str, float] = Field(
+        default_factory=dict,
+        description="Each retriever's raw score, as search_docs reports them: dense (cosine), "
+        "bm25, keyword, rrf, rerank.",
+    )
     url: str = Field(description="Where the source file downloads from (relative).")
+    # Pinpoint citation (README "Pinpoint citations"; GET /knowledge_base/chunk_context).
+    start_index: int | None = Field(
+        None, description="Offset of the chunk in its document's text (a PDF page's)."
+    )
+    end_index: int | None = Field(
+        None, description="Offset just past the chunk: text[start_index:end_index] is it."
+    )
+    heading_path: list[str] = Field(
+        default_factory=list, description="The headings the chunk is under, outermost first."
+    )
+    page_url: str | None = Field(
+        None, description="PDFs: opens the file in the browser at the cited page (relative)."
+    )
 
     @classmethod
     def from_retrieved(cls, doc: RetrievedDoc, url_for: DocUrl) -> SourceDoc:
+        url = url_for(doc)
         return cls(
+            **citation_fields(doc.metadata, doc.file_name, url),
             number=doc.number,
             source=doc.file_name,
             kb_name=doc.kb_name,
@@ -129,7 +158,8 @@ class SourceDoc(BaseModel):
             chunk_id=doc.chunk_id,
             text=doc.text,
             score=doc.score,
-            url=url_for(doc),
+            scores=doc.scores,
+            url=url,
         )
 
 
@@ -148,10 +178,21 @@ def source_docs(docs: list[RetrievedDoc], url_for: DocUrl = kb_doc_url) -> list[
     return [SourceDoc.from_retrieved(doc, url_for) for doc in docs]
 
 
+QueryRewriteField = Literal["none", "heuristic", "llm"]
+SEARCH_QUERY_DOC = (
+    "What was searched: the question, or for a follow-up (a question with history) its "
+    "standalone rewrite."
+)
+QUERY_REWRITE_DOC = "How search_query was made: none (the question as asked), heuristic, llm."
+
+
 class KbChatAnswer(BaseModel):
     answer: str
     docs: list[SourceDoc]
     model: str = Field(description="The model that answered.")
+    search_query: str = Field(description=SEARCH_QUERY_DOC)
+    query_rewrite: QueryRewriteField = Field(description=QUERY_REWRITE_DOC)
+    strict: bool = Field(description="Whether strict mode answered.")
 
 
 class LlmChatAnswer(BaseModel):

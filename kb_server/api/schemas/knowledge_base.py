@@ -11,7 +11,7 @@ from kb_server.api.envelope import Envelope
 from kb_server.api.schemas.retrieval import RetrievalOptions
 from kb_server.db.conversations import as_utc
 from kb_server.errors import InvalidInputError
-from kb_server.knowledge.types import ChunkInfo, FileInfo, KbInfo, SearchHit
+from kb_server.knowledge.types import ChatPolicy, ChunkInfo, FileInfo, KbInfo, SearchHit
 from kb_server.settings import SplitterSettings
 from kb_server.stores.registry import VECTOR_STORES
 
@@ -79,6 +79,13 @@ class KbDetails(BaseModel):
     zh_title_enhance: bool
     # Sent in UTC with the zone, which OpenAPI's date-time requires (SQLite drops it).
     created_at: datetime
+    strict: bool = Field(description="Chats over this KB answer in strict mode by default")
+    strict_min_score: float | None = Field(
+        description="Strict mode's threshold; null: the server's retrieval.strict_min_score"
+    )
+    strict_refusal: str | None = Field(
+        description="Strict mode's refusal; null: the prompt template's strict_refusal"
+    )
 
     @classmethod
     def of(cls, info: KbInfo) -> KbDetails:
@@ -94,10 +101,40 @@ class KbDetails(BaseModel):
             chunk_overlap=info.splitter.chunk_overlap,
             zh_title_enhance=info.splitter.zh_title_enhance,
             created_at=as_utc(info.created_at),
+            strict=info.chat_policy.strict,
+            strict_min_score=info.chat_policy.strict_min_score,
+            strict_refusal=info.chat_policy.refusal,
         )
 
 
-class CreateKbRequest(SplitterFields):
+class ChatPolicyFields(BaseModel):
+    """A KB's strict mode, the default of chats that do not say (their ``strict`` field)."""
+
+    strict: bool | None = Field(
+        None, description="严格模式：只依据检索到的内容回答，没有内容达到阈值时拒答"
+    )
+    strict_min_score: float | None = Field(
+        None, ge=0.0, le=1.0, description="严格模式的相关度阈值；null：服务器设置"
+    )
+    strict_refusal: str | None = Field(
+        None, min_length=1, max_length=1000, description="严格模式的拒答语；null：提示词模板的"
+    )
+
+    def chat_policy(self, current: ChatPolicy) -> ChatPolicy | None:
+        """``current`` with the fields this request sets; None when it sets none."""
+        given = self.model_fields_set & {"strict", "strict_min_score", "strict_refusal"}
+        if not given:
+            return None
+        return ChatPolicy(
+            strict=bool(self.strict) if "strict" in given else current.strict,
+            strict_min_score=self.strict_min_score
+            if "strict_min_score" in given
+            else current.strict_min_score,
+            refusal=self.strict_refusal if "strict_refusal" in given else current.refusal,
+        )
+
+
+class CreateKbRequest(SplitterFields, ChatPolicyFields):
     knowledge_base_name: KbName
     vector_store_type: str | None = Field(
         None, description="faiss or pg; None: the server's vector_store.default_type"
@@ -116,9 +153,11 @@ class KbNameBody(BaseModel):
     knowledge_base_name: KbName
 
 
-class UpdateInfoRequest(BaseModel):
+class UpdateInfoRequest(ChatPolicyFields):
+    """Changes the description, the strict-mode fields, or both; what is left out is kept."""
+
     knowledge_base_name: KbName
-    kb_info: str = Field(description="知识库介绍")
+    kb_info: str | None = Field(None, description="知识库介绍；null：不修改")
 
 
 class RecreateRequest(SplitterFields):
@@ -232,12 +271,11 @@ class SearchDocsRequest(RetrievalOptions):
     top_k: int = Field(3, ge=1, le=100)
     score_threshold: float | None = Field(
         None,
-        ge=-1.0,
+        ge=0.0,
         le=2.0,
-        description="Minimum score kept (higher is more relevant): the cosine similarity in "
-        "dense mode, a relevance in [0, 1] in bm25 and hybrid mode, the reranker's probability "
-        "when reranked (docs/RETRIEVAL.md). Values >= 1 keep every hit: Chatchat's clients "
-        "send 1.0, which on its distance scale means no filter.",
+        description="Minimum `score` kept; the score is a relevance in [0, 1] in every mode, "
+        "higher is more relevant (docs/RETRIEVAL.md). Values >= 1 keep every hit: Chatchat's "
+        "clients send 1.0, which on its distance scale means no filter.",
     )
     file_name: str | list[str] | None = Field(None, description="Only chunks of these files")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Accepted and ignored")
@@ -266,11 +304,14 @@ class SearchDoc(BaseModel):
     metadata: dict[str, Any]
     type: Literal["Document"] = "Document"
     id: int = Field(description="chunk id (update_chunk takes it)")
-    score: float = Field(description="relevance in the search mode, higher is better")
+    score: float = Field(
+        description="relevance in [0, 1] in every search mode, higher is better; what "
+        "score_threshold filters on",
+    )
     scores: dict[str, float] = Field(
         default_factory=dict,
-        description="each retriever's own score: dense (cosine), bm25 (raw BM25), keyword "
-        "(BM25 scaled to [0, 1]), rrf (fused rank score), rerank (probability)",
+        description="each retriever's raw score: dense (cosine, in [-1, 1]), bm25 (raw BM25), "
+        "keyword (BM25 scaled to [0, 1]), rrf (fused rank score), rerank (probability)",
     )
 
     @classmethod

@@ -66,12 +66,18 @@ class ChatCompletionBody(RetrievalOptions):
     top_k: int = Field(3, ge=1, le=100, description="kb/ models: chunks to answer from.")
     score_threshold: float | None = Field(
         None,
-        ge=-1.0,
+        ge=0.0,
         le=1.0,
-        description="kb/ models: the minimum score kept (see /knowledge_base/search_docs).",
+        description="kb/ models: the minimum score kept, in [0, 1] (see "
+        "/knowledge_base/search_docs).",
     )
 
     prompt_name: str | None = Field(None, description="A template in configs/prompts.yaml.")
+    strict: bool | None = Field(
+        None,
+        description="kb/ models: strict mode (answer only from retrieved text, refuse when no "
+        "chunk passes the threshold); null: the knowledge base's setting.",
+    )
 
     def kb_name(self) -> str | None:
         if self.model.startswith(KB_MODEL_PREFIX):
@@ -117,6 +123,11 @@ class ChatCompletion(BaseModel):
     usage: CompletionUsage = Field(description="Estimated token counts.")
     docs: list[SourceDoc] | None = Field(
         None, description="kb/ models only: the sources of the answer."
+    )
+    search_query: str | None = Field(
+        None,
+        description="kb/ models only: what was searched, the last question or, with earlier "
+        "turns, its standalone rewrite.",
     )
 
 

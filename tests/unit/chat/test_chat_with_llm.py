@@ -8,7 +8,13 @@ from urllib.parse import urlparse
 
 import pytest
 
-from kb_server.chat.prompts import ExtractivePrompt, KbChatPrompt, LlmChatPrompt, PromptTemplates
+from kb_server.chat.prompts import (
+    ExtractivePrompt,
+    KbChatPrompt,
+    LlmChatPrompt,
+    PromptTemplates,
+    QueryRewritePrompt,
+)
 from kb_server.chat.service import (
     AnswerDelta,
     ChatService,
@@ -27,9 +33,14 @@ TEMPLATES = PromptTemplates(
     llm_chat={"default": LlmChatPrompt(system="你是助手。")},
     kb_chat={
         "default": KbChatPrompt(
-            system="根据参考资料回答。", user="{context}\n问题：{question}", no_docs="没有找到。"
+            system="根据参考资料回答。",
+            user="{context}\n问题：{question}",
+            no_docs="没有找到。",
+            strict_system="只根据参考资料回答。",
+            strict_refusal="无法回答。",
         )
     },
+    query_rewrite=QueryRewritePrompt(system="改写问题。", user="{history}\n问题：{question}"),
     extractive=ExtractivePrompt(header="摘录："),
 )
 

@@ -8,6 +8,7 @@ from ebooklib import epub
 
 from kb_server.documents.base import LoaderContext
 from kb_server.documents.epub import EpubLoader
+from kb_server.documents.outline import Heading
 from kb_server.errors import DocumentLoadError
 from kb_server.settings import Settings
 
@@ -51,8 +52,8 @@ def test_epub_chapters_follow_the_spine_with_titles(tmp_path: Path, loader: Epub
     ]
     # from the first heading, then from the table of contents, which wins when it has one
     assert [document.metadata for document in documents] == [
-        {"title": "起源"},
-        {"title": "第二章 后来"},
+        {"title": "起源", "outline": [Heading(0, 1, "起源")]},
+        {"title": "第二章 后来", "outline": [Heading(0, 2, "后来的事")]},
     ]
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from kb_server.documents.base import LoaderContext
 from kb_server.documents.html import HtmlLoader, html_to_text
+from kb_server.documents.outline import Heading
 from kb_server.errors import DocumentLoadError
 from kb_server.settings import Settings
 
@@ -66,7 +67,7 @@ def test_html_blocks_become_lines_and_table_rows_keep_headers(
         "条目一",
         "条目二",
     ]
-    assert documents[0].metadata == {"title": "水果 价格表"}
+    assert documents[0].metadata == {"title": "水果 价格表", "outline": [Heading(0, 1, "今日价格")]}
 
 
 def test_html_script_style_and_comments_are_dropped(tmp_path: Path, loader: HtmlLoader) -> None:

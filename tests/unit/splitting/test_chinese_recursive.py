@@ -7,7 +7,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_text_splitters import TextSplitter
 
-from kb_server.splitting.chinese_recursive import ChineseRecursiveTextSplitter
+from kb_server.splitting.chinese_recursive import ChineseRecursiveTextSplitter, PlacedText
 
 MANUAL = (
     "知识库问答系统可以在完全离线的环境中运行。系统启动时会加载本地的嵌入模型，"
@@ -134,10 +134,13 @@ def test_decimal_numbers_and_versions_are_not_cut() -> None:
     assert chunks == [sentence.strip() for sentence in sentences * 2]
 
 
-def test_runs_of_blank_lines_collapse_inside_a_chunk() -> None:
-    chunks = _splitter(100).split_text("第一段。\n\n\n   \n\n第二段。\n第三行。\n\n")
+def test_chunks_are_exact_slices_blank_lines_included() -> None:
+    text = "  第一段。\n\n\n   \n\n第二段。\n第三行。\n\n"
 
-    assert chunks == ["第一段。\n\n第二段。\n第三行。"]
+    chunks = _splitter(100).split_with_offsets(text)
+
+    assert chunks == [PlacedText(2, "第一段。\n\n\n   \n\n第二段。\n第三行。")]
+    assert text[chunks[0].start : chunks[0].end] == chunks[0].text
 
 
 def test_blank_text_gives_no_chunks() -> None:
@@ -145,14 +148,11 @@ def test_blank_text_gives_no_chunks() -> None:
     assert _splitter(50).split_text(" \n\n \u3000\n") == []
 
 
-def test_start_offsets_point_at_the_chunk_text() -> None:
+def test_offsets_span_the_chunk_text_exactly() -> None:
     text = MANUAL + "\n\n\n\n" + MIXED
     for chunk_size in SIZES:
         for chunk in _splitter(chunk_size, chunk_size // 4).split_with_offsets(text):
-            first_line = chunk.text.split("\n", 1)[0]
-            assert text[chunk.start : chunk.start + len(first_line)] == first_line
-            if "\n\n\n" not in text[chunk.start : chunk.start + len(chunk.text) + 3]:
-                assert text[chunk.start : chunk.start + len(chunk.text)] == chunk.text
+            assert text[chunk.start : chunk.end] == chunk.text
 
 
 def test_start_offsets_are_exact_in_repetitive_text() -> None:

@@ -53,17 +53,14 @@ def test_every_chunk_fits_chunk_size(chunk_size: int, title_enhance: bool) -> No
 
 @pytest.mark.parametrize("title_enhance", [False, True])
 @pytest.mark.parametrize("chunk_size", [20, 50, 90, 250])
-def test_start_index_points_at_the_chunk_body(chunk_size: int, title_enhance: bool) -> None:
+def test_offsets_span_the_chunk_body_exactly(chunk_size: int, title_enhance: bool) -> None:
     options = SplitterSettings(
         chunk_size=chunk_size, chunk_overlap=chunk_size // 5, zh_title_enhance=title_enhance
     )
 
     for chunk in split_document(_document(), options):
-        body = _body(chunk)
-        start = chunk.metadata["start_index"]
-        if "\n\n" in body:
-            body = body.split("\n", 1)[0]
-        assert POLICY[start : start + len(body)] == body
+        start, end = chunk.metadata["start_index"], chunk.metadata["end_index"]
+        assert POLICY[start:end] == _body(chunk)
 
 
 def test_chunks_copy_document_metadata_without_markup() -> None:
@@ -72,7 +69,7 @@ def test_chunks_copy_document_metadata_without_markup() -> None:
     chunks = split_document(document, SplitterSettings(chunk_size=50, chunk_overlap=0))
 
     assert [chunk.metadata for chunk in chunks] == [
-        {"source": "policy.txt", "page": 1, "sheet": "Sheet1", "start_index": 0}
+        {"source": "policy.txt", "page": 1, "sheet": "Sheet1", "start_index": 0, "end_index": 10}
     ]
     assert document.metadata["markup"] == "markdown"
     chunks[0].metadata["page"] = 2
