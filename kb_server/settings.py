@@ -227,6 +227,9 @@ class JobSettings(BaseModel):
     stale_after_s: float = Field(60.0, gt=0)
     # How often an idle process looks for queued or abandoned jobs.
     poll_s: float = Field(2.0, gt=0)
+    # Ended jobs (with their files and events) are deleted this many days after they ended;
+    # 0 keeps them forever.
+    keep_days: float = Field(30.0, ge=0)
 
 
 class FileChatSettings(BaseModel):

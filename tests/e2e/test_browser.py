@@ -130,10 +130,10 @@ def create_kb_and_upload(page: Page, upload: Path) -> None:
     expect(page.get_by_text(f"已新建知识库 {KB_NAME}")).to_be_visible(timeout=UI_TIMEOUT_MS)
     page.locator("input[type=file]").set_input_files(upload)
     expect(page.get_by_text(FILE_NAME).first).to_be_visible(timeout=UI_TIMEOUT_MS)
-    # Choosing the file reruns the page; during a rerun the old button stays beside the new.
-    wait_until_idle(page)
-    upload_button = page.get_by_role("button", name="上传并向量化")
-    expect(upload_button).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    # Choosing the file reruns the page. Until that run ends, the button drawn before the file
+    # was chosen (disabled, one notice lower) can still stand below the new, enabled one.
+    upload_button = page.get_by_role("button", name="上传并向量化", disabled=False)
+    expect(upload_button).to_be_visible(timeout=UI_TIMEOUT_MS)
     upload_button.click()
     # The success notice reads "<file>：<n> 个文本块（<status>）".
     notice = page.get_by_text(f"{FILE_NAME}：", exact=False).filter(has_text="个文本块（")

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kb_server.db.models import utc_now
@@ -31,6 +31,9 @@ from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.settings import JobSettings, SplitterSettings
 
 logger = logging.getLogger(__name__)
+
+# How often a process deletes ended jobs older than jobs.keep_days (also once at start).
+PRUNE_INTERVAL_S = 3600.0
 
 
 def this_worker() -> str:
@@ -108,9 +111,13 @@ class JobRunner:
     def _loop(self) -> None:
         interval = min(self.settings.poll_s, self.settings.heartbeat_s)
         last_poll = 0.0
+        last_prune: float | None = None
         while not self._stopping.is_set():
             try:
                 self._beat()
+                if last_prune is None or time.monotonic() - last_prune >= PRUNE_INTERVAL_S:
+                    last_prune = time.monotonic()
+                    self.prune_old_jobs()
                 if self._wake.is_set() or time.monotonic() - last_poll >= self.settings.poll_s:
                     self._wake.clear()
                     last_poll = time.monotonic()
@@ -119,6 +126,19 @@ class JobRunner:
                 # A database that is briefly away must not end the dispatcher.
                 logger.exception("ingestion job dispatcher")
             self._wake.wait(interval)
+
+    def prune_old_jobs(self) -> int:
+        """Delete jobs that ended more than jobs.keep_days ago (none when it is 0)."""
+        if self.settings.keep_days <= 0:
+            return 0
+        pruned = self.store.prune(utc_now() - timedelta(days=self.settings.keep_days))
+        if pruned:
+            logger.info(
+                "deleted %d ingestion jobs that ended over %g days ago",
+                pruned,
+                self.settings.keep_days,
+            )
+        return pruned
 
     def _beat(self) -> None:
         with self._guard:

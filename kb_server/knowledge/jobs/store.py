@@ -10,9 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from kb_server.db.jobs import IngestJobEventRow, IngestJobFileRow, IngestJobRow
@@ -259,6 +260,19 @@ class JobStore(JobLeases):
         self.file_stage(job_id, again, "queued", detail="retry")
 
     # -- ending ------------------------------------------------------------------------------
+
+    def prune(self, ended_before: datetime) -> int:
+        """Delete the jobs that ended before ``ended_before``, their files and events (the
+        foreign keys cascade); running and queued jobs stay. Returns how many went."""
+        with self.db.transaction() as session:
+            result = session.execute(
+                delete(IngestJobRow).where(
+                    IngestJobRow.finished_at.is_not(None),
+                    IngestJobRow.finished_at < ended_before,
+                    IngestJobRow.status.not_in(ACTIVE_JOB_STATUSES),
+                )
+            )
+        return rowcount(result)
 
     def finish(self, job_id: str, status: str, error: str = "") -> None:
         """End a job; files it did not get to end cancelled (or failed, with the error)."""

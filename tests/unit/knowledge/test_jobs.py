@@ -18,7 +18,14 @@ from sqlalchemy import update
 from kb_server.db.jobs import IngestJobFileRow, IngestJobRow
 from kb_server.db.models import utc_now
 from kb_server.embedding.base import Embedder
-from kb_server.knowledge.jobs import Job, JobFile, JobRunner, JobStateError, JobStore
+from kb_server.knowledge.jobs import (
+    Job,
+    JobFile,
+    JobNotFoundError,
+    JobRunner,
+    JobStateError,
+    JobStore,
+)
 from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.settings import JobSettings, Settings, load_settings
@@ -185,6 +192,34 @@ def test_cancelling_a_queued_job_ends_it_at_once(service: KnowledgeBaseService) 
     assert [file.stage for file in job.files] == ["cancelled"]
     assert not runner.store.claim(job_id, runner.worker)
     assert service.list_files(KB) == []
+
+
+def test_ended_jobs_are_deleted_after_keep_days_with_their_events(
+    service: KnowledgeBaseService,
+) -> None:
+    service.create_kb(KB)
+    runner = make_runner(service, keep_days=7)
+    old, recent, queued = (runner.submit(KB, "upload", [], {}) for _ in range(3))
+    for job_id in (old, recent):
+        runner.store.finish(job_id, "succeeded")
+    with service.db.transaction() as session:
+        session.execute(
+            update(IngestJobRow)
+            .where(IngestJobRow.id == old)
+            .values(finished_at=utc_now() - timedelta(days=8))
+        )
+    assert runner.store.events(old)
+
+    assert runner.prune_old_jobs() == 1
+
+    with pytest.raises(JobNotFoundError):
+        runner.store.get(old)
+    assert runner.store.events(old) == []
+    assert [runner.store.get(job_id).status for job_id in (recent, queued)] == [
+        "succeeded",
+        "queued",
+    ]
+    assert make_runner(service, keep_days=0).prune_old_jobs() == 0
 
 
 def test_retry_runs_the_failed_files_again(
