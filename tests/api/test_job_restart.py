@@ -4,14 +4,8 @@ consistent knowledge base."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,60 +17,18 @@ from kb_server.failpoints import FAILPOINT_ENV
 from kb_server.knowledge.jobs import JobStore
 from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.service import KnowledgeBaseService
-from kb_server.settings import PROJECT_ROOT, load_settings
+from kb_server.settings import load_settings
 from tests.api.conftest import MINILM
 from tests.conftest import BackendOptions, backend_env
+from tests.servers import api_process
 
 pytestmark = pytest.mark.both_backends
 
-START_TIMEOUT_S = 120
 FILES = {
     f"topic{i}.md": f"# 第{i}篇\n\n"
     + " ".join(f"Paragraph {j} of note {i}: 第{i}篇笔记的第{j}段。" for j in range(40))
     for i in range(4)
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def api_process(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``python -m kb_server.api`` on a free loopback port, once /health answers."""
-    port = free_port()
-    with log.open("a") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kb_server.api", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **env},
-            cwd=PROJECT_ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the API did not start:\n{log.read_text()}")
-                time.sleep(0.2)
-            yield process, base
-        finally:
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 def chunk_texts(client: httpx.Client, kb: str) -> dict[str, list[str]]:

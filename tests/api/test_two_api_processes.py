@@ -8,11 +8,6 @@ files to search, and writes to one KB from either are serialized by an advisory 
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -20,28 +15,18 @@ from typing import Any
 
 import httpx
 
-from kb_server.settings import PROJECT_ROOT
 from tests.api.conftest import MINILM
+from tests.servers import api_process
 
-START_TIMEOUT_S = 120
 KB = "shared"
 LAVA = "# 火山\n\n熔岩来自地幔中熔化的岩石。Lava is molten rock that rises from the mantle."
 VIOLIN = "# 小提琴\n\n小提琴有四根弦,用弓演奏。A violin has four strings and is played with a bow."
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
-def api_process(kb_root: Path, database_url: str, log: Path) -> Iterator[httpx.Client]:
-    """``python -m kb_server.api`` on a free loopback port; a client for it until exit."""
-    port = _free_port()
+def api_process_client(kb_root: Path, database_url: str, log: Path) -> Iterator[httpx.Client]:
+    """An API process on the pg backend with its own KB root; a client for it until exit."""
     env = {
-        **os.environ,
         "HF_HUB_OFFLINE": "1",
         "KB_KB_ROOT": str(kb_root),
         "KB_DATABASE_URL": database_url,
@@ -49,34 +34,8 @@ def api_process(kb_root: Path, database_url: str, log: Path) -> Iterator[httpx.C
         "KB_EMBEDDING__MODEL": MINILM,
         "KB_OCR__ENABLED": "false",
     }
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kb_server.api", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-                deadline = time.monotonic() + START_TIMEOUT_S
-                while True:
-                    try:
-                        if client.get("/health", timeout=2).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"API on port {port} did not start:\n{log.read_text()}")
-                    time.sleep(0.2)
-                yield client
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    with api_process(env, log) as (_, base), httpx.Client(base_url=base, timeout=120) as client:
+        yield client
 
 
 def upload(client: httpx.Client, name: str, text: str) -> None:
@@ -102,8 +61,8 @@ def test_an_upload_through_one_process_is_searchable_through_the_other(
     pg_url: str, tmp_path: Path
 ) -> None:
     with ExitStack() as stack:
-        first = stack.enter_context(api_process(tmp_path / "a", pg_url, tmp_path / "a.log"))
-        second = stack.enter_context(api_process(tmp_path / "b", pg_url, tmp_path / "b.log"))
+        first = stack.enter_context(api_process_client(tmp_path / "a", pg_url, tmp_path / "a.log"))
+        second = stack.enter_context(api_process_client(tmp_path / "b", pg_url, tmp_path / "b.log"))
 
         created = first.post(
             "/knowledge_base/create_knowledge_base", json={"knowledge_base_name": KB}
@@ -143,7 +102,9 @@ def test_writes_from_two_processes_to_one_kb_keep_every_file(pg_url: str, tmp_pa
     writers = 2
     with ExitStack() as stack:
         clients = [
-            stack.enter_context(api_process(tmp_path / f"w{n}", pg_url, tmp_path / f"w{n}.log"))
+            stack.enter_context(
+                api_process_client(tmp_path / f"w{n}", pg_url, tmp_path / f"w{n}.log")
+            )
             for n in range(writers)
         ]
         created = clients[0].post(
