@@ -11,7 +11,7 @@ from pathlib import Path
 
 from langchain_core.documents import Document
 
-from kb_server.documents.base import LoaderContext
+from kb_server.documents.base import LoaderContext, LoadProgress, MeteredOcrReader
 from kb_server.documents.ocr import get_ocr_reader
 from kb_server.documents.registry import LoaderRegistry
 from kb_server.errors import DocumentLoadError, KbError
@@ -23,8 +23,9 @@ logger = logging.getLogger(__name__)
 
 
 def build_loader_context(settings: Settings) -> LoaderContext:
-    ocr = get_ocr_reader(settings.ocr) if settings.ocr.enabled else None
-    return LoaderContext(documents=settings.documents, ocr=ocr)
+    progress = LoadProgress()
+    ocr = MeteredOcrReader(get_ocr_reader(settings.ocr), progress) if settings.ocr.enabled else None
+    return LoaderContext(documents=settings.documents, ocr=ocr, progress=progress)
 
 
 def source_name(path: Path, content_root: Path | None) -> str:

@@ -19,6 +19,8 @@ class TqdmProgress:
 
     def files_planned(self, total: int) -> None:
         self._close(self._files)
+        self._close(self._chunks)
+        self._chunks = None
         self._files = tqdm(
             total=total,
             desc=f"{self.label} files",
@@ -40,7 +42,11 @@ class TqdmProgress:
             self._files.update(1)
 
     def embedding_planned(self, total_chunks: int) -> None:
-        self._close(self._chunks)
+        if self._chunks is not None:
+            # Files arrive while earlier ones embed: the total grows as they do.
+            self._chunks.total = (self._chunks.total or 0) + total_chunks
+            self._chunks.refresh()
+            return
         self._chunks = tqdm(
             total=total_chunks,
             desc=f"{self.label} embedding",

@@ -16,6 +16,7 @@ The ingest pipeline adds ``source`` (path relative to the KB's content folder) a
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,10 +37,12 @@ class OcrReader(Protocol):
 
 # Called with (n, m) as a loader starts OCR of the n-th of the m scanned pages of a file.
 OcrPageCallback = Callable[[int, int], None]
+# Called with the seconds one image took, after OCR read it.
+OcrImageCallback = Callable[[float], None]
 
 
 class LoadProgress:
-    """Where loaders report the slow steps inside one file (OCR of page n of m).
+    """Where loaders report the slow steps inside one file (OCR of page n of m, each image).
 
     Loaders are shared by every thread of the process, so whoever loads a file listens for
     the duration of its own load, on its own thread.
@@ -49,18 +52,44 @@ class LoadProgress:
         self._local = threading.local()
 
     @contextmanager
-    def listening(self, on_ocr_page: OcrPageCallback) -> Iterator[None]:
-        previous = getattr(self._local, "on_ocr_page", None)
-        self._local.on_ocr_page = on_ocr_page
+    def listening(
+        self, on_ocr_page: OcrPageCallback, on_ocr_image: OcrImageCallback | None = None
+    ) -> Iterator[None]:
+        previous = (
+            getattr(self._local, "on_ocr_page", None),
+            getattr(self._local, "on_ocr_image", None),
+        )
+        self._local.on_ocr_page, self._local.on_ocr_image = on_ocr_page, on_ocr_image
         try:
             yield
         finally:
-            self._local.on_ocr_page = previous
+            self._local.on_ocr_page, self._local.on_ocr_image = previous
 
     def ocr_page(self, number: int, total: int) -> None:
         callback: OcrPageCallback | None = getattr(self._local, "on_ocr_page", None)
         if callback is not None:
             callback(number, total)
+
+    def ocr_image(self, seconds: float) -> None:
+        callback: OcrImageCallback | None = getattr(self._local, "on_ocr_image", None)
+        if callback is not None:
+            callback(seconds)
+
+
+class MeteredOcrReader:
+    """An OcrReader that tells the current thread's listener how long each image took, so
+    an ingest can count the images it had read and the time OCR cost it."""
+
+    def __init__(self, reader: OcrReader, progress: LoadProgress) -> None:
+        self._reader = reader
+        self._progress = progress
+
+    def read_image(self, image: bytes | Path) -> str:
+        started = time.perf_counter()
+        try:
+            return self._reader.read_image(image)
+        finally:
+            self._progress.ocr_image(time.perf_counter() - started)
 
 
 @dataclass(frozen=True)

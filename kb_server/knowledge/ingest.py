@@ -1,6 +1,8 @@
 """Adding and removing files of one knowledge base, in the order that survives a crash.
 
-1. Load, split and embed (nothing stored is touched; a failure here changes nothing).
+1. Load, split and embed (nothing stored is touched; a failure here changes nothing). A reader
+   thread loads (and OCRs) and splits the next files while this thread embeds the chunks of
+   earlier ones, in batches across files.
 2. One database transaction replaces the files' rows and chunks (new chunk ids = vector ids).
 3. The index drops the old ids, adds the new vectors and is saved atomically.
 4. The keyword index drops the old ids and adds the new chunks' terms in one commit.
@@ -12,11 +14,9 @@ The caller holds the KB's write lock.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +28,21 @@ from kb_server.chunking import DocumentPipeline
 from kb_server.db.engine import Database
 from kb_server.db.models import ChunkRow, FileStatus, KnowledgeFile
 from kb_server.embedding.base import Embedder
-from kb_server.errors import KbError
 from kb_server.failpoints import failpoint
+from kb_server.knowledge.keyword_sync import KeywordSync
 from kb_server.knowledge.paths import KbPaths
-from kb_server.knowledge.types import IngestProgress, IngestReport
+from kb_server.knowledge.prefetch import Prefetcher
+from kb_server.knowledge.prepared import (
+    FileOutcome,
+    PreparedFile,
+    StageClock,
+    file_sha256,
+    read_and_split,
+    splitter_of,
+)
+from kb_server.knowledge.types import IngestProgress, IngestReport, SerializedProgress
 from kb_server.retrieval.analyzer import KeywordAnalyzer
 from kb_server.settings import SplitterSettings
-from kb_server.splitting import split_documents
-from kb_server.splitting.base import Chunk
 from kb_server.stores.base import VectorStore
 from kb_server.stores.keyword import KeywordEntry, KeywordIndex
 
@@ -44,39 +51,14 @@ logger = logging.getLogger(__name__)
 # Files are stored in groups of about this many chunks: bounds memory and the work a crash
 # can lose, while keeping index saves (which rewrite the whole index file) infrequent.
 GROUP_CHUNKS = 4096
-# Chunks read back from the database per keyword-index commit when terms are rebuilt.
-KEYWORD_REBUILD_BATCH = 2000
+# Chunks from several files are embedded together once this many embedding batches' worth
+# are waiting, longest first (batches of similar length waste little on padding).
+EMBED_WINDOW_BATCHES = 8
+# Files read ahead of the embedding, waiting in memory as chunks.
+PREFETCH_FILES = 4
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def splitter_of(row: KnowledgeFile) -> SplitterSettings:
-    return SplitterSettings(
-        chunk_size=row.chunk_size,
-        chunk_overlap=row.chunk_overlap,
-        zh_title_enhance=row.zh_title_enhance,
-    )
-
-
-@dataclass
-class PreparedFile:
-    file_name: str
-    sha256: str
-    size: int
-    mtime: float
-    splitter: SplitterSettings
-    loader: str = ""
-    chunks: list[Chunk] = field(default_factory=list)
-    error: str = ""
-
-
-class KbWriter:
+class KbWriter(KeywordSync):
     """Changes one KB's rows and vectors; build one per locked operation."""
 
     def __init__(
@@ -111,7 +93,8 @@ class KbWriter:
         self._keyword_analyzer_checked = False
         self.pipeline = pipeline
         self.batch_size = batch_size
-        self.progress = progress
+        self.progress: IngestProgress = SerializedProgress(progress)
+        self.clock = StageClock()
 
     # -- embedding ---------------------------------------------------------------------------
 
@@ -143,46 +126,146 @@ class KbWriter:
         splitter: SplitterSettings | None = None,
         force: bool = False,
     ) -> IngestReport:
+        """Index files: a reader thread hashes, reads, OCRs and splits them in order while this
+        thread embeds the chunks of the files before them, across files, and stores them in
+        groups of about GROUP_CHUNKS chunks."""
         started = time.perf_counter()
         report = IngestReport()
+        self.clock = StageClock()
         existing = self._existing_files()
         indexed_ids = self.store.ids()
         keyword_ids = self.current_keyword_ids()
         unchanged_ids: list[int] = []
         self.progress.files_planned(len(file_names))
+
+        def prepare(file_name: str) -> FileOutcome:
+            return self._prepare(file_name, existing.get(file_name), splitter, force, indexed_ids)
+
         group: list[PreparedFile] = []
-        group_chunks = 0
-        for file_name in file_names:
-            path = self.paths.content_file(file_name)
-            row = existing.get(file_name)
-            wanted = splitter or (splitter_of(row) if row else self.kb_splitter)
-            if not path.is_file():
-                report.files_failed[file_name] = "file not found in the content folder"
-                self._file_done(file_name, "failed", report.files_failed[file_name])
-                continue
-            stat = path.stat()
-            sha = file_sha256(path)
-            if not force and row is not None and self._unchanged(row, sha, wanted, indexed_ids):
-                unchanged_ids += self._chunk_ids(row)
-                report.files_unchanged.append(file_name)
-                report.chunks_reused += row.chunk_count
-                self._file_done(file_name, "unchanged", chunks=row.chunk_count)
-                continue
-            prepared = PreparedFile(file_name, sha, stat.st_size, stat.st_mtime, wanted)
-            self._load(prepared, path)
-            group.append(prepared)
-            group_chunks += len(prepared.chunks)
-            if group_chunks >= GROUP_CHUNKS:
+        waiting: list[tuple[PreparedFile, int]] = []
+        window = self.batch_size * EMBED_WINDOW_BATCHES
+        with Prefetcher(prepare, file_names, depth=PREFETCH_FILES, name="kb-ingest-reader") as (
+            outcomes
+        ):
+            for outcome in outcomes:
+                name = outcome.file_name
+                if outcome.unchanged is not None:
+                    unchanged_ids += outcome.unchanged_ids
+                    report.files_unchanged.append(name)
+                    report.chunks_reused += outcome.unchanged.chunk_count
+                    self._file_done(name, "unchanged", chunks=outcome.unchanged.chunk_count)
+                    continue
+                if outcome.prepared is None:
+                    report.files_failed[name] = "file not found in the content folder"
+                    self._file_done(name, "failed", report.files_failed[name])
+                    continue
+                prepared = outcome.prepared
+                group.append(prepared)
+                waiting += self._chunks_to_embed(prepared, keep_vectors=not force, report=report)
+                if len(waiting) >= window:
+                    self._embed_waiting(waiting, report)
+                    waiting = []
+                if sum(len(f.chunks) for f in group) >= GROUP_CHUNKS:
+                    self._embed_waiting(waiting, report)
+                    waiting = []
+                    self._store_group(group, report)
+                    group = []
+            self._embed_waiting(waiting, report)
+            if group:
                 self._store_group(group, report)
-                group, group_chunks = [], 0
-        if group:
-            self._store_group(group, report)
         # Unchanged files keep their vectors; their terms are added if the keyword index lacks
         # them (a KB from before keyword search, a lost or outdated keyword index).
-        self.index_keywords_from_db([i for i in unchanged_ids if i not in keyword_ids])
+        with self.clock.timing("store"):
+            self.index_keywords_from_db([i for i in unchanged_ids if i not in keyword_ids])
         report.model_load_seconds = self.model_load_seconds
         report.seconds = time.perf_counter() - started - self.model_load_seconds
+        report.images_ocred = self.clock.images_ocred
+        report.stage_seconds = dict(self.clock.seconds)
         return report
+
+    def _prepare(
+        self,
+        file_name: str,
+        row: KnowledgeFile | None,
+        splitter: SplitterSettings | None,
+        force: bool,
+        indexed_ids: set[int],
+    ) -> FileOutcome:
+        """Runs in the reader thread: hash the file; read and split it unless unchanged."""
+        path = self.paths.content_file(file_name)
+        wanted = splitter or (splitter_of(row) if row else self.kb_splitter)
+        if not path.is_file():
+            return FileOutcome(file_name)
+        with self.clock.timing("read"):
+            stat = path.stat()
+            sha = file_sha256(path)
+        if not force and row is not None and self._unchanged(row, sha, wanted, indexed_ids):
+            return FileOutcome(file_name, unchanged=row, unchanged_ids=self._chunk_ids(row))
+        prepared = PreparedFile(file_name, sha, stat.st_size, stat.st_mtime, wanted, previous=row)
+        read_and_split(
+            prepared,
+            path,
+            pipeline=self.pipeline,
+            content_root=self.paths.content,
+            analyzer=self.analyzer,
+            progress=self.progress,
+            clock=self.clock,
+        )
+        return FileOutcome(file_name, prepared=prepared)
+
+    def _chunks_to_embed(
+        self, prepared: PreparedFile, *, keep_vectors: bool, report: IngestReport
+    ) -> list[tuple[PreparedFile, int]]:
+        """The file's chunks that need embedding; a changed file keeps the vectors of chunks
+        whose text it had before (one edited paragraph re-embeds a few chunks, not all)."""
+        prepared.vectors = np.zeros((len(prepared.chunks), self.dimension), dtype=np.float32)
+        kept: set[int] = set()
+        if keep_vectors and prepared.previous is not None and prepared.chunks:
+            kept = self._keep_vectors(prepared, prepared.previous)
+            report.chunks_reused += len(kept)
+        missing = [(prepared, i) for i in range(len(prepared.chunks)) if i not in kept]
+        if missing:
+            self.progress.file_stage(prepared.file_name, "embedding", 0, len(missing))
+            self.progress.embedding_planned(len(missing))
+        return missing
+
+    def _keep_vectors(self, prepared: PreparedFile, previous: KnowledgeFile) -> set[int]:
+        with self.db.session() as session:
+            old = session.execute(
+                select(ChunkRow.id, ChunkRow.text).where(ChunkRow.file_id == previous.id)
+            ).all()
+        old_id_of_text = {text: chunk_id for chunk_id, text in reversed(old)}
+        wanted = {
+            index: old_id_of_text[chunk.text]
+            for index, chunk in enumerate(prepared.chunks)
+            if chunk.text in old_id_of_text
+        }
+        if not wanted:
+            return set()
+        found_ids, vectors = self.store.get_vectors(sorted(set(wanted.values())))
+        vector_of = dict(zip(found_ids, vectors, strict=True))
+        assert prepared.vectors is not None
+        kept = set()
+        for index, old_id in wanted.items():
+            if old_id in vector_of:
+                prepared.vectors[index] = vector_of[old_id]
+                kept.add(index)
+        return kept
+
+    def _embed_waiting(
+        self, waiting: Sequence[tuple[PreparedFile, int]], report: IngestReport
+    ) -> None:
+        if not waiting:
+            return
+        load_before = self.model_load_seconds
+        started = time.perf_counter()
+        vectors = self.embed([prepared.chunks[index].text for prepared, index in waiting])
+        loading = self.model_load_seconds - load_before
+        self.clock.add("embed", time.perf_counter() - started - loading)
+        report.chunks_embedded += len(waiting)
+        for (prepared, index), vector in zip(waiting, vectors, strict=True):
+            assert prepared.vectors is not None
+            prepared.vectors[index] = vector
 
     def _existing_files(self) -> dict[str, KnowledgeFile]:
         with self.db.session() as session:
@@ -200,86 +283,14 @@ class KbWriter:
         with self.db.session() as session:
             return list(session.scalars(select(ChunkRow.id).where(ChunkRow.file_id == row.id)))
 
-    # -- keyword index -----------------------------------------------------------------------
-
-    def _check_keyword_analyzer(self) -> None:
-        """Empty a keyword index whose terms came from another analyzer version (they would
-        never match), before anything is added to it."""
-        if self._keyword_analyzer_checked:
-            return
-        if not self.analyzer.built(self.keywords):
-            logger.info("keyword index analyzed with another version: rebuilding it")
-            self.keywords.clear(self.analyzer.version)
-        self._keyword_analyzer_checked = True
-
-    def current_keyword_ids(self) -> set[int]:
-        self._check_keyword_analyzer()
-        return self.keywords.ids()
-
-    def update_keywords(
-        self, *, delete: Collection[int] = (), add: Sequence[KeywordEntry] = ()
-    ) -> None:
-        self._check_keyword_analyzer()
-        self.keywords.update(delete=delete, add=add, analyzer_version=self.analyzer.version)
-
-    def keyword_entries(self, rows: Sequence[tuple[int, str]]) -> list[KeywordEntry]:
-        return [KeywordEntry(chunk_id, self.analyzer.terms(text)) for chunk_id, text in rows]
-
-    def index_keywords_from_db(self, chunk_ids: Sequence[int]) -> None:
-        """(Re)index the terms of chunks from their text in the database."""
-        for start in range(0, len(chunk_ids), KEYWORD_REBUILD_BATCH):
-            batch = chunk_ids[start : start + KEYWORD_REBUILD_BATCH]
-            with self.db.session() as session:
-                rows = session.execute(
-                    select(ChunkRow.id, ChunkRow.text).where(
-                        ChunkRow.kb_id == self.kb_id, ChunkRow.id.in_(batch)
-                    )
-                ).all()
-            self.update_keywords(add=self.keyword_entries([(i, text) for i, text in rows]))
-
-    def index_missing_keywords(self) -> int:
-        """Analyze the KB's chunks that the keyword index lacks; returns how many there were."""
-        known = self.current_keyword_ids()
-        with self.db.session() as session:
-            chunk_ids = session.scalars(select(ChunkRow.id).where(ChunkRow.kb_id == self.kb_id))
-            missing = [chunk_id for chunk_id in chunk_ids if chunk_id not in known]
-        self.index_keywords_from_db(missing)
-        return len(missing)
-
-    def drop_keyword_orphans(self, chunk_ids: set[int]) -> None:
-        """Remove keyword entries whose chunks are gone."""
-        orphans = self.current_keyword_ids() - chunk_ids
-        if orphans:
-            logger.info("removing %d keyword entries without chunks", len(orphans))
-            self.update_keywords(delete=orphans)
-
-    def _load(self, prepared: PreparedFile, path: Path) -> None:
-        name = prepared.file_name
-
-        def on_ocr_page(number: int, total: int) -> None:
-            self.progress.file_stage(name, "ocr", number, total)
-
-        self.progress.file_stage(name, "loading", 0, 0)
-        try:
-            prepared.loader = self.pipeline.registry.loader_for(path).name
-            with self.pipeline.context.progress.listening(on_ocr_page):
-                documents = self.pipeline.load(path, content_root=self.paths.content)
-            self.progress.file_stage(name, "splitting", 0, 0)
-            prepared.chunks = split_documents(documents, prepared.splitter)
-        except KbError as exc:
-            prepared.error = exc.message
-            return
-        if not prepared.chunks:
-            prepared.error = "no text could be extracted from this file"
-
     def _store_group(self, group: list[PreparedFile], report: IngestReport) -> None:
-        texts = [chunk.text for prepared in group for chunk in prepared.chunks]
-        for prepared in group:
-            if prepared.chunks:
-                self.progress.file_stage(prepared.file_name, "embedding", 0, len(texts))
-        self.progress.embedding_planned(len(texts))
-        vectors = self.embed(texts)
-        terms = [self.analyzer.terms(text) for text in texts]
+        started = time.perf_counter()
+        ready = [prepared for prepared in group if prepared.chunks]
+        vectors = np.concatenate(
+            [np.zeros((0, self.dimension), dtype=np.float32)]
+            + [prepared.vectors for prepared in ready if prepared.vectors is not None]
+        )
+        terms = [term_list for prepared in ready for term_list in prepared.terms]
         failpoint("ingest.loaded")
         new_ids: list[int] = []
         old_ids: list[int] = []
@@ -295,13 +306,13 @@ class KbWriter:
         self.update_keywords(
             delete=old_ids, add=[KeywordEntry(i, t) for i, t in zip(new_ids, terms, strict=True)]
         )
+        self.clock.add("store", time.perf_counter() - started)
         for prepared in group:
             if prepared.error:
                 report.files_failed[prepared.file_name] = prepared.error
                 self._file_done(prepared.file_name, "failed", prepared.error)
             else:
                 report.files_indexed.append(prepared.file_name)
-                report.chunks_embedded += len(prepared.chunks)
                 self._file_done(prepared.file_name, "indexed", chunks=len(prepared.chunks))
 
     def _file_done(self, file_name: str, status: str, reason: str = "", chunks: int = 0) -> None:

@@ -23,9 +23,10 @@ from kb_server.db.models import ChunkRow, KbChatPolicyRow, KnowledgeBase, Knowle
 from kb_server.embedding import EmbeddingModelUnavailableError, get_embedder
 from kb_server.embedding.base import Embedder
 from kb_server.errors import InvalidInputError, require_valid_unicode
-from kb_server.knowledge.ingest import KbWriter, splitter_of
+from kb_server.knowledge.ingest import KbWriter
 from kb_server.knowledge.locks import KbLocks
 from kb_server.knowledge.paths import KbPaths, validate_file_name
+from kb_server.knowledge.prepared import splitter_of
 from kb_server.knowledge.types import (
     ChatPolicy,
     ChunkInfo,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -127,10 +128,17 @@ class IngestReport:
     files_failed: dict[str, str] = field(default_factory=dict)
     files_removed: list[str] = field(default_factory=list)
     chunks_embedded: int = 0
+    # Chunks whose vectors were kept: those of unchanged files, and those of changed files
+    # whose text is the same as before.
     chunks_reused: int = 0
+    # Images handed to OCR (scanned PDF pages' images, image files, images in documents).
+    images_ocred: int = 0
     # Ingest time without loading the embedding model, which is counted apart.
     seconds: float = 0.0
     model_load_seconds: float = 0.0
+    # Busy seconds per stage (INGEST_STAGES). Files are read in a thread beside embedding,
+    # so stages overlap and their sum may exceed ``seconds``.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def merge(self, other: IngestReport) -> None:
         self.files_indexed += other.files_indexed
@@ -139,8 +147,17 @@ class IngestReport:
         self.files_removed += other.files_removed
         self.chunks_embedded += other.chunks_embedded
         self.chunks_reused += other.chunks_reused
+        self.images_ocred += other.images_ocred
         self.seconds += other.seconds
         self.model_load_seconds += other.model_load_seconds
+        for stage, seconds in other.stage_seconds.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+
+# Where ingest time goes: hashing and parsing files (OCR excepted), OCR, splitting into
+# chunks, cutting chunks into keyword terms, embedding, and storing (database rows, vector
+# index, keyword index).
+INGEST_STAGES = ("read", "ocr", "split", "analyze", "embed", "store")
 
 
 @dataclass
@@ -188,7 +205,8 @@ class IngestProgress(Protocol):
         """The file is done: indexed or unchanged (with its chunk count), or failed (with
         the reason)."""
 
-    def embedding_planned(self, total_chunks: int) -> None: ...
+    def embedding_planned(self, total_chunks: int) -> None:
+        """``total_chunks`` more chunks are queued for embedding (called as files arrive)."""
 
     def chunks_embedded(self, count: int) -> None: ...
 
@@ -212,3 +230,33 @@ class NoProgress:
 
     def chunks_embedded(self, count: int) -> None:
         pass
+
+
+class SerializedProgress:
+    """Passes every call to ``inner`` under one lock: an ingest reports from its reader
+    thread and its embedding thread, and progress sinks (tqdm bars, job records) are not
+    thread-safe."""
+
+    def __init__(self, inner: IngestProgress) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def files_planned(self, total: int) -> None:
+        with self._lock:
+            self._inner.files_planned(total)
+
+    def file_stage(self, file_name: str, stage: str, done: int, total: int) -> None:
+        with self._lock:
+            self._inner.file_stage(file_name, stage, done, total)
+
+    def file_done(self, file_name: str, status: str, reason: str = "", chunks: int = 0) -> None:
+        with self._lock:
+            self._inner.file_done(file_name, status, reason, chunks)
+
+    def embedding_planned(self, total_chunks: int) -> None:
+        with self._lock:
+            self._inner.embedding_planned(total_chunks)
+
+    def chunks_embedded(self, count: int) -> None:
+        with self._lock:
+            self._inner.chunks_embedded(count)

@@ -78,7 +78,9 @@ class JobProgress:
         self._record(StageChange(file_name, stage, detail, done, total))
 
     def embedding_planned(self, total_chunks: int) -> None:
-        self._group_total, self._group_done = total_chunks, 0
+        if self._group_done >= self._group_total:
+            self._group_total = self._group_done = 0
+        self._group_total += total_chunks
 
     def chunks_embedded(self, count: int) -> None:
         self._group_done += count

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from kb_server.documents.base import OcrReader
 from kb_server.documents.ocr import (
@@ -139,3 +139,27 @@ def test_missing_rapidocr_raises_ocr_unavailable() -> None:
     )
 
     assert completed.returncode == 0, completed.stderr
+
+
+SCREENSHOT_LINES = [
+    "知识库管理页面",
+    "上传文档后系统会自动切分并生成向量索引。",
+    "点击重建向量库可以重新处理全部文件。",
+    "当前知识库共有四十七个文件，其中三十三张截图。",
+    "检索模式为混合检索，返回五条结果。",
+    "离线环境下所有模型都从本地目录加载。",
+]
+
+
+def test_default_settings_read_a_screenshot_exactly(cjk_font_path: Path) -> None:
+    """A 1000x600 UI screenshot with 22 px text, the case the detector limit is tuned for."""
+    font = ImageFont.truetype(str(cjk_font_path), 22)
+    image = Image.new("RGB", (1000, 600), (245, 245, 245))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, 0, 1000, 44], fill=(40, 90, 160))
+    for index, line in enumerate(SCREENSHOT_LINES):
+        color = "white" if index == 0 else "black"
+        draw.text((30, 10 + index * 60), line, font=font, fill=color)
+    reader = get_ocr_reader(OcrSettings())
+
+    assert reader.read_image(image_bytes(image, "PNG")).splitlines() == SCREENSHOT_LINES
