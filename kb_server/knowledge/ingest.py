@@ -33,6 +33,7 @@ from kb_server.knowledge.keyword_sync import KeywordSync
 from kb_server.knowledge.paths import KbPaths
 from kb_server.knowledge.prefetch import Prefetcher
 from kb_server.knowledge.prepared import (
+    NO_TEXT_REASON,
     FileOutcome,
     PreparedFile,
     StageClock,
@@ -156,8 +157,11 @@ class KbWriter(KeywordSync):
                     self._file_done(name, "unchanged", chunks=outcome.unchanged.chunk_count)
                     continue
                 if outcome.prepared is None:
-                    report.files_failed[name] = "file not found in the content folder"
-                    self._file_done(name, "failed", report.files_failed[name])
+                    reason = "file not found in the content folder"
+                    if outcome.known_empty is not None:
+                        reason = outcome.known_empty.error
+                    report.files_failed[name] = reason
+                    self._file_done(name, "failed", reason)
                     continue
                 prepared = outcome.prepared
                 group.append(prepared)
@@ -201,6 +205,8 @@ class KbWriter(KeywordSync):
             sha = file_sha256(path)
         if not force and row is not None and self._unchanged(row, sha, wanted, indexed_ids):
             return FileOutcome(file_name, unchanged=row, unchanged_ids=self._chunk_ids(row))
+        if not force and row is not None and self._known_empty(row, sha, wanted):
+            return FileOutcome(file_name, known_empty=row)
         prepared = PreparedFile(file_name, sha, stat.st_size, stat.st_mtime, wanted, previous=row)
         read_and_split(
             prepared,
@@ -278,6 +284,15 @@ class KbWriter(KeywordSync):
         if row.status != FileStatus.INDEXED or row.sha256 != sha or splitter_of(row) != wanted:
             return False
         return all(chunk_id in indexed_ids for chunk_id in self._chunk_ids(row))
+
+    @staticmethod
+    def _known_empty(row: KnowledgeFile, sha: str, wanted: SplitterSettings) -> bool:
+        return (
+            row.status == FileStatus.FAILED
+            and row.error == NO_TEXT_REASON
+            and row.sha256 == sha
+            and splitter_of(row) == wanted
+        )
 
     def _chunk_ids(self, row: KnowledgeFile) -> list[int]:
         with self.db.session() as session:

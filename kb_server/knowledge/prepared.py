@@ -39,6 +39,11 @@ def splitter_of(row: KnowledgeFile) -> SplitterSettings:
     )
 
 
+# Why a file that was read (with OCR) gave no chunks. Such a file is not read again until its
+# bytes or its chunk settings change, or a rebuild is forced: it would give nothing again.
+NO_TEXT_REASON = "no text could be extracted from this file"
+
+
 @dataclass
 class PreparedFile:
     """A changed or new file, read and split (in the reader thread), then embedded."""
@@ -64,6 +69,8 @@ class FileOutcome:
     file_name: str
     prepared: PreparedFile | None = None
     unchanged: KnowledgeFile | None = None
+    # Unchanged, and known to hold no text (NO_TEXT_REASON): not read again.
+    known_empty: KnowledgeFile | None = None
     unchanged_ids: list[int] = field(default_factory=list)
 
 
@@ -135,4 +142,6 @@ def read_and_split(
     with clock.timing("analyze"):
         prepared.terms = [analyzer.terms(chunk.text) for chunk in prepared.chunks]
     if not prepared.chunks:
-        prepared.error = "no text could be extracted from this file"
+        # Read with OCR off, the file may hold text in images: that failure is not final.
+        ocr_off = pipeline.context.ocr is None
+        prepared.error = f"{NO_TEXT_REASON} (OCR is off)" if ocr_off else NO_TEXT_REASON

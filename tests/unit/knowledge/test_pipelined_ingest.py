@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from kb_server.knowledge.maintenance import KbMaintenance
 from kb_server.knowledge.service import KnowledgeBaseService
@@ -97,21 +98,26 @@ def test_unchanged_rerun_reads_no_image_and_embeds_nothing(
     content = service.paths("shots").content
     render_text_image(["知识库问答系统", "离线检索"], cjk_font_path).save(content / "one.png")
     render_text_image(["向量索引与关键词"], cjk_font_path).save(content / "two.png")
+    Image.new("RGB", (24, 24), "navy").save(content / "icon.png")  # no text: fails
     save(service, "shots", "notes.txt", "\n\n".join(PARAGRAPHS))
     maintenance = KbMaintenance(service)
 
     first = maintenance.recreate("shots")
     assert sorted(first.files_indexed) == ["notes.txt", "one.png", "two.png"]
-    assert first.images_ocred == 2
+    assert list(first.files_failed) == ["icon.png"]
+    assert first.images_ocred == 3
     assert set(first.stage_seconds) == set(INGEST_STAGES)
     assert "离线检索" in service.list_chunks("shots", "one.png")[0].text
 
     before = counting_embedder.texts_embedded
     for rerun in (maintenance.recreate("shots"), maintenance.increment("shots")):
+        # The file known to hold no text is not read again either, and stays failed.
         assert rerun.images_ocred == 0
         assert rerun.chunks_embedded == 0
         assert rerun.stage_seconds.get("ocr", 0.0) == rerun.stage_seconds.get("embed", 0.0) == 0
     assert counting_embedder.texts_embedded == before
+    assert maintenance.recreate("shots").files_failed == first.files_failed
+    assert maintenance.recreate("shots", force=True).images_ocred == 3
 
 
 def kb_of_one_file_per_paragraph(service: KnowledgeBaseService, kb: str) -> list[str]:
