@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from kb_server.chunking import DocumentPipeline
 from kb_server.db.engine import Database
 from kb_server.db.models import ChunkRow, FileStatus, KnowledgeFile
+from kb_server.documents.image import ImageLoader
 from kb_server.embedding.base import Embedder
 from kb_server.failpoints import failpoint
 from kb_server.knowledge.keyword_sync import KeywordSync
@@ -55,8 +56,10 @@ GROUP_CHUNKS = 4096
 # Chunks from several files are embedded together once this many embedding batches' worth
 # are waiting, longest first (batches of similar length waste little on padding).
 EMBED_WINDOW_BATCHES = 8
-# Files read ahead of the embedding, waiting in memory as chunks.
-PREFETCH_FILES = 4
+# Files read ahead of the embedding wait in memory as chunks: at most this many files, and
+# the reader pauses while this many chunks are read but not yet embedded.
+PREFETCH_FILES = 256
+PREFETCH_CHUNKS = GROUP_CHUNKS
 
 
 class KbWriter(KeywordSync):
@@ -145,9 +148,19 @@ class KbWriter(KeywordSync):
         group: list[PreparedFile] = []
         waiting: list[tuple[PreparedFile, int]] = []
         window = self.batch_size * EMBED_WINDOW_BATCHES
-        with Prefetcher(prepare, file_names, depth=PREFETCH_FILES, name="kb-ingest-reader") as (
-            outcomes
-        ):
+        # Image files are read last: their OCR then runs beside the embedding of the other
+        # files' chunks, instead of first, with nothing to embed yet.
+        reading_order = sorted(
+            file_names, key=lambda name: Path(name).suffix.lower() in ImageLoader.suffixes
+        )
+        with Prefetcher(
+            prepare,
+            reading_order,
+            depth=PREFETCH_FILES,
+            name="kb-ingest-reader",
+            cost=lambda outcome: len(outcome.prepared.chunks) if outcome.prepared else 0,
+            budget=PREFETCH_CHUNKS,
+        ) as outcomes:
             for outcome in outcomes:
                 name = outcome.file_name
                 if outcome.unchanged is not None:
@@ -165,12 +178,16 @@ class KbWriter(KeywordSync):
                     continue
                 prepared = outcome.prepared
                 group.append(prepared)
-                waiting += self._chunks_to_embed(prepared, keep_vectors=not force, report=report)
+                missing = self._chunks_to_embed(prepared, keep_vectors=not force, report=report)
+                outcomes.release(len(prepared.chunks) - len(missing))
+                waiting += missing
                 if len(waiting) >= window:
                     self._embed_waiting(waiting, report)
+                    outcomes.release(len(waiting))
                     waiting = []
                 if sum(len(f.chunks) for f in group) >= GROUP_CHUNKS:
                     self._embed_waiting(waiting, report)
+                    outcomes.release(len(waiting))
                     waiting = []
                     self._store_group(group, report)
                     group = []

@@ -2,7 +2,9 @@
 
 Parsing, OCR (ONNX Runtime) and embedding (ONNX Runtime or torch) spend their time in native
 code that releases the GIL, so a reader thread beside the embedding thread keeps both cores
-busy. The queue between them is bounded, so at most ``depth`` prepared items wait in memory.
+busy. At most ``depth`` prepared items wait in the queue, and with a ``budget`` the producer
+also waits while the consumer holds more than that much of their ``cost`` unreleased (an
+ingest counts chunks read but not yet embedded).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ Result = TypeVar("Result")
 
 # How often a blocked producer looks whether the consumer has gone away.
 _PUT_POLL_S = 0.1
+
+
+_NO_ITEM = object()
 
 
 class _Finished:
@@ -42,11 +47,17 @@ class Prefetcher(Generic[Item, Result]):
         *,
         depth: int,
         name: str = "prefetch",
+        cost: Callable[[Result], int] | None = None,
+        budget: int = 0,
     ) -> None:
         self._work = work
         self._items = items
         self._queue: queue.Queue[Result | _Finished] = queue.Queue(maxsize=max(1, depth))
         self._stopping = threading.Event()
+        self._cost = cost
+        self._budget = budget
+        self._unreleased = 0
+        self._released = threading.Condition()
         self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
 
     def __enter__(self) -> Prefetcher[Item, Result]:
@@ -74,12 +85,34 @@ class Prefetcher(Generic[Item, Result]):
                 return
             yield result
 
-    def _produce(self) -> None:
-        try:
-            for item in self._items:
+    def release(self, cost: int) -> None:
+        """The consumer is done with ``cost`` of what it was handed (see ``budget``)."""
+        with self._released:
+            self._unreleased -= cost
+            self._released.notify_all()
+
+    def _wait_for_budget(self) -> None:
+        with self._released:
+            while self._budget and self._unreleased >= self._budget:
                 if self._stopping.is_set():
                     return
-                if not self._put(self._work(item)):
+                self._released.wait(timeout=_PUT_POLL_S)
+
+    def _produce(self) -> None:
+        remaining = iter(self._items)
+        try:
+            while True:
+                self._wait_for_budget()
+                if self._stopping.is_set():
+                    return
+                item = next(remaining, _NO_ITEM)
+                if item is _NO_ITEM:
+                    break
+                result = self._work(item)  # type: ignore[arg-type]
+                if self._cost is not None:
+                    with self._released:
+                        self._unreleased += self._cost(result)
+                if not self._put(result):
                     return
         except BaseException as error:  # handed to the consumer, which raises it
             self._put(_Finished(error))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -52,3 +53,23 @@ def test_producer_stays_at_most_depth_items_ahead_and_stops_when_left() -> None:
     # 6 consumed, at most 2 waiting in the queue, 1 being put: the rest was never read.
     assert len(taken) <= 6 + 2 + 1
     assert not any(t.name == "bounded" for t in threading.enumerate())
+
+
+def test_producer_waits_while_the_unreleased_cost_reaches_the_budget() -> None:
+    taken: list[int] = []
+
+    def items() -> Iterator[int]:
+        for n in range(100):
+            taken.append(n)
+            yield n
+
+    with Prefetcher(lambda n: n, items(), depth=100, cost=lambda _: 10, budget=30) as results:
+        iterator = iter(results)
+        assert next(iterator) == 0
+        time.sleep(0.3)
+        # Three items (cost 30) are out and none released: the producer stopped there.
+        assert len(taken) == 3
+        results.release(20)
+        assert [next(iterator), next(iterator)] == [1, 2]
+        time.sleep(0.3)
+        assert len(taken) == 5
