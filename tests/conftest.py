@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,23 @@ from tests.servers import serve_on_loopback
 # SQLite database, and pgvector + keyword tables in PostgreSQL holding the metadata too.
 BACKENDS = ("faiss", "pg")
 BackendOptions = dict[str, Any]
+# Settings read it (embedding.export_dir), and so do the API processes tests start.
+EXPORT_DIR_ENV = "KB_EMBEDDING__EXPORT_DIR"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One folder of ONNX embedding-model exports for the whole run, subprocesses included.
+
+    Settings on a temp KB root would otherwise export the model again under each root. A
+    KB_EMBEDDING__EXPORT_DIR set before the run is kept (a lasting export cache).
+    """
+    previous = os.environ.get(EXPORT_DIR_ENV)
+    folder = Path(previous) if previous else tmp_path_factory.getbasetemp() / "model_exports"
+    os.environ[EXPORT_DIR_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(EXPORT_DIR_ENV, None)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -109,13 +127,16 @@ def minilm_model_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
+def embedder(model_export_dir: Path) -> Embedder:
     """The real offline MiniLM embedder, loaded once per session through get_embedder."""
     from kb_server.embedding import get_embedder
 
     return get_embedder(
         EmbeddingSettings(
-            model="sentence-transformers/all-MiniLM-L6-v2", fallback_model=None, device="cpu"
+            model="sentence-transformers/all-MiniLM-L6-v2",
+            fallback_model=None,
+            device="cpu",
+            export_dir=model_export_dir,
         )
     )
 

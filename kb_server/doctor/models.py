@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 from kb_server.doctor.base import CheckResult
+from kb_server.embedding.export_manifest import export_folder, read_export
 from kb_server.embedding.resolution import how_to_provide, hub_access_allowed, resolve_model
 from kb_server.errors import EmbeddingModelUnavailableError
 from kb_server.settings import EmbeddingSettings, Settings
@@ -35,17 +36,38 @@ def check_embedding_model(settings: Settings) -> CheckResult:
     check = f"embedding model {name}"
     location = find_offline(name, embedding)
     if location is not None:
-        return CheckResult(check, "ok", location)
+        return CheckResult(check, "ok", f"{location}; {_backend_detail(name, embedding)}")
     missing = missing_model_detail(name, embedding)
     fallback = embedding.fallback_model
     fallback_location = find_offline(fallback, embedding) if fallback else None
-    if fallback_location is not None:
+    if fallback is not None and fallback_location is not None:
         return CheckResult(
             check,
             "warn",
-            f"{missing.rstrip('.')}; meanwhile new KBs use {fallback} ({fallback_location})",
+            f"{missing.rstrip('.')}; meanwhile new KBs use {fallback} ({fallback_location}; "
+            f"{_backend_detail(fallback, embedding)})",
         )
     return CheckResult(check, "FAIL", missing)
+
+
+def _backend_detail(name: str, settings: EmbeddingSettings) -> str:
+    """The embedding backend, and for ONNX whether the export is made (and int8 accepted)."""
+    backend = settings.backend
+    if backend == "torch" or settings.export_dir is None:
+        return f"backend {backend}"
+    try:
+        resolved = resolve_model(name, settings, hub_allowed=False)
+    except EmbeddingModelUnavailableError:
+        return f"backend {backend}"
+    export = read_export(export_folder(resolved, settings.export_dir))
+    if export is None:
+        return f"backend {backend} (CPU; exported under {settings.export_dir} at first use)"
+    if backend == "onnx-int8" and not export.manifest.int8_accepted:
+        return (
+            f"backend {backend}, but int8 was rejected at export "
+            f"({export.manifest.int8_check.describe()}): runs as onnx from {export.folder}"
+        )
+    return f"backend {backend} (CPU; export {export.folder})"
 
 
 def check_reranker(settings: Settings) -> CheckResult:

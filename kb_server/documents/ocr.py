@@ -128,6 +128,7 @@ class RapidOcrReader:
                 det_limit_side_len=self.settings.det_limit_side_len,
                 intra_op_num_threads=threads,
                 inter_op_num_threads=threads,
+                rec_batch_num=self.settings.rec_batch_num,
                 **_ENGINE_FIXED_OPTIONS,
             )
             logger.info("RapidOCR engine ready in %.2f s", time.perf_counter() - started)

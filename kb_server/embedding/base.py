@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -29,3 +30,41 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> NDArray[np.float32]:
         """Shape (dimension,); L2-normalized; the model's query instruction applied."""
         ...
+
+
+class NamedEmbedder(ABC):
+    """What every backend's embedder shares: its name, the query instruction, the batch
+    size, and the checks around a batch; a backend supplies ``dimension`` and ``_embed``."""
+
+    def __init__(self, *, name: str, query_instruction: str, batch_size: int) -> None:
+        self._name = name
+        self._query_instruction = query_instruction
+        self._batch_size = batch_size
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int: ...
+
+    @property
+    def query_instruction(self) -> str:
+        return self._query_instruction
+
+    @abstractmethod
+    def _embed(self, texts: list[str]) -> NDArray[np.float32]:
+        """L2-normalized vectors of a non-empty list of texts."""
+
+    def embed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if isinstance(texts, str):
+            raise TypeError("embed_documents takes a sequence of texts, not one string")
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._embed(list(texts))
+
+    def embed_query(self, text: str) -> NDArray[np.float32]:
+        vectors = self.embed_documents([self._query_instruction + text])
+        query_vector: NDArray[np.float32] = vectors[0]
+        return query_vector

@@ -69,6 +69,14 @@ class ResolvedModel:
         return f"{self.name} ({self.source}: {self.location})"
 
 
+def weights_location(resolved: ResolvedModel) -> str:
+    """What identifies a model's weights: the real path of its folder, or the hub id."""
+    if not resolved.is_local:
+        return resolved.location
+    # The same folder reached through a symlink or another name is the same weights.
+    return str(Path(resolved.location).resolve())
+
+
 def model_short_name(name: str) -> str:
     """The last part of a hub id or path: "BAAI/bge-small-zh-v1.5" -> "bge-small-zh-v1.5"."""
     return Path(name).name or name

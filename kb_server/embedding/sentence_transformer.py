@@ -6,7 +6,6 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -15,6 +14,7 @@ from numpy.typing import NDArray
 from safetensors import SafetensorError
 
 from kb_server.devices import torch_device
+from kb_server.embedding.base import NamedEmbedder
 from kb_server.embedding.resolution import ResolvedModel, how_to_provide, model_short_name
 from kb_server.errors import EmbeddingModelUnavailableError
 from kb_server.settings import EmbeddingSettings
@@ -108,7 +108,7 @@ def load_model(resolved: ResolvedModel, device: str, settings: EmbeddingSettings
     return LoadedModel(resolved=resolved, device=device, dimension=dimension, model=model)
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(NamedEmbedder):
     """An :class:`~kb_server.embedding.base.Embedder` over loaded sentence-transformers weights.
 
     Several embedders may share one :class:`LoadedModel` (same weights reached under two names,
@@ -118,47 +118,28 @@ class SentenceTransformerEmbedder:
     def __init__(
         self, loaded: LoadedModel, *, name: str, query_instruction: str, batch_size: int
     ) -> None:
+        super().__init__(name=name, query_instruction=query_instruction, batch_size=batch_size)
         self._loaded = loaded
-        self._name = name
-        self._query_instruction = query_instruction
-        self._batch_size = batch_size
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     @property
     def dimension(self) -> int:
         return self._loaded.dimension
 
     @property
-    def query_instruction(self) -> str:
-        return self._query_instruction
-
-    @property
     def source(self) -> ResolvedModel:
         """Where the loaded weights came from."""
         return self._loaded.resolved
 
-    def embed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        if isinstance(texts, str):
-            raise TypeError("embed_documents takes a sequence of texts, not one string")
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+    def _embed(self, texts: list[str]) -> NDArray[np.float32]:
         with self._loaded.lock:
             vectors = self._loaded.model.encode(
-                list(texts),
+                texts,
                 batch_size=self._batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
-
-    def embed_query(self, text: str) -> NDArray[np.float32]:
-        vectors = self.embed_documents([self._query_instruction + text])
-        query_vector: NDArray[np.float32] = vectors[0]
-        return query_vector
 
     def __repr__(self) -> str:
         return f"SentenceTransformerEmbedder(name={self._name!r}, source={self._loaded.resolved})"

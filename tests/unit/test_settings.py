@@ -68,3 +68,13 @@ def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
 def test_null_in_the_environment_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KB_EMBEDDING__FALLBACK_MODEL", "null")
     assert load_settings().embedding.fallback_model is None
+
+
+def test_model_exports_follow_a_kb_root_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KB_EMBEDDING__EXPORT_DIR", raising=False)
+    assert load_settings(kb_root=tmp_path).embedding.export_dir == tmp_path / ".model_exports"
+    chosen = tmp_path / "exports"
+    settings = load_settings(kb_root=tmp_path, embedding={"export_dir": chosen})
+    assert settings.embedding.export_dir == chosen

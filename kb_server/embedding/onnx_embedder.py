@@ -1,0 +1,199 @@
+"""Running an ONNX export with ONNX Runtime on the CPU, and using it as an :class:`Embedder`.
+
+Nothing here imports torch or sentence-transformers: a process whose export exists loads
+only ONNX Runtime, the tokenizers library and the exported files (transformers, and so torch,
+only for a tokenizer the tokenizers library could not reproduce at export).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kb_server.embedding.base import NamedEmbedder
+from kb_server.embedding.export_manifest import (
+    OUTPUT_NAME,
+    OnnxBackendError,
+    OnnxExport,
+    TokenizerSpec,
+)
+from kb_server.embedding.onnx_tokenizer import TextTokenizer, load_tokenizer
+from kb_server.embedding.probes import MIN_INT8_COSINE
+from kb_server.embedding.resolution import ResolvedModel
+
+logger = logging.getLogger(__name__)
+
+OnnxVariant = Literal["onnx", "onnx-int8"]
+
+
+def intra_op_threads(cpu_threads: int) -> int:
+    """``embedding.cpu_threads`` when set, else every core this process may run on."""
+    if cpu_threads > 0:
+        return cpu_threads
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """One ONNX Runtime session and its tokenizer, shared by every embedder that uses them."""
+
+    variant: OnnxVariant
+    model_file: Path
+    dimension: int
+    # onnxruntime.InferenceSession; the library ships no type information.
+    session: Any
+    tokenizer: TextTokenizer
+    input_names: tuple[str, ...]
+    # Hugging Face fast tokenizers fail ("Already borrowed") when two threads use one at once.
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
+
+    def embed(self, texts: Sequence[str], batch_size: int) -> NDArray[np.float32]:
+        """L2-normalized float32 vectors, one row per text, in the order given."""
+        # int8 activations are quantized with one scale per input tensor: in a batch, a text's
+        # vector would depend on its neighbours (and their padding) and agree less with the
+        # float model. One text per run keeps each vector a function of its text alone.
+        rows_per_run = 1 if self.variant == "onnx-int8" else batch_size
+        # Texts of similar length share a batch, so little of it is padding.
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), rows_per_run):
+            indices = order[start : start + rows_per_run]
+            with self.lock:
+                features = self.tokenizer.encode([texts[index] for index in indices])
+            feed = {name: features[name] for name in self.input_names}
+            (outputs,) = self.session.run([OUTPUT_NAME], feed)
+            vectors[indices] = outputs
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        normalized: NDArray[np.float32] = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        return normalized
+
+
+def open_onnx_model(
+    model_file: Path,
+    tokenizer_folder: Path,
+    tokenizer_spec: TokenizerSpec,
+    *,
+    dimension: int,
+    variant: OnnxVariant,
+    threads: int,
+) -> OnnxModel:
+    """An ONNX Runtime CPU session over ``model_file``; OnnxBackendError when it cannot run."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise OnnxBackendError(f"onnxruntime is not installed ({error})") from error
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = onnxruntime.InferenceSession(
+            str(model_file), options, providers=["CPUExecutionProvider"]
+        )
+        tokenizer = load_tokenizer(tokenizer_folder, tokenizer_spec)
+    # ONNX Runtime's errors derive from Exception alone, and a tokenizer file can fail to
+    # parse in several ways; each means the same thing here: this export cannot run.
+    except Exception as error:
+        raise OnnxBackendError(f"cannot open {model_file}: {error}") from error
+    input_names = tuple(node.name for node in session.get_inputs())
+    unknown = set(input_names) - {"input_ids", "attention_mask", "token_type_ids"}
+    if unknown:
+        raise OnnxBackendError(f"{model_file} expects unsupported inputs {sorted(unknown)}")
+    return OnnxModel(
+        variant=variant,
+        model_file=model_file,
+        dimension=dimension,
+        session=session,
+        tokenizer=tokenizer,
+        input_names=input_names,
+    )
+
+
+def load_onnx_model(export: OnnxExport, *, variant: OnnxVariant, threads: int) -> OnnxModel:
+    """The export's int8 model when asked for and accepted at export, else its float model."""
+    started = time.perf_counter()
+    manifest = export.manifest
+    if variant == "onnx-int8" and not manifest.int8_accepted:
+        logger.warning(
+            "ONNX INT8 REJECTED: int8 %s disagrees with its float model on the probe texts "
+            "(%s; needed a min cosine >= %.2f and no nearest neighbour changed), so the "
+            "float32 ONNX model is used. Export: %s",
+            manifest.model,
+            manifest.int8_check.describe(),
+            MIN_INT8_COSINE,
+            export.folder,
+        )
+        variant = "onnx"
+    model_file = export.int8_model if variant == "onnx-int8" else export.float_model
+    model = open_onnx_model(
+        model_file,
+        export.folder,
+        manifest.tokenizer,
+        dimension=manifest.dimension,
+        variant=variant,
+        threads=threads,
+    )
+    logger.info(
+        "Loaded embedding model %s as %s from %s: dimension %d, %d threads, %.1f s",
+        manifest.model,
+        variant,
+        model_file,
+        manifest.dimension,
+        threads,
+        time.perf_counter() - started,
+    )
+    return model
+
+
+class OnnxEmbedder(NamedEmbedder):
+    """An :class:`~kb_server.embedding.base.Embedder` over an ONNX export (CPU).
+
+    Several embedders may share one :class:`OnnxModel`; build them through
+    :func:`kb_server.embedding.get_embedder`.
+    """
+
+    def __init__(
+        self,
+        model: OnnxModel,
+        *,
+        name: str,
+        source: ResolvedModel,
+        query_instruction: str,
+        batch_size: int,
+    ) -> None:
+        super().__init__(name=name, query_instruction=query_instruction, batch_size=batch_size)
+        self._model = model
+        self._source = source
+
+    @property
+    def dimension(self) -> int:
+        return self._model.dimension
+
+    @property
+    def source(self) -> ResolvedModel:
+        """Where the exported weights came from."""
+        return self._source
+
+    @property
+    def backend(self) -> OnnxVariant:
+        """What runs: "onnx-int8", or "onnx" (asked for, or int8 rejected at export)."""
+        return self._model.variant
+
+    def _embed(self, texts: list[str]) -> NDArray[np.float32]:
+        return self._model.embed(texts, self._batch_size)
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxEmbedder(name={self._name!r}, backend={self.backend!r}, "
+            f"file={self._model.model_file})"
+        )

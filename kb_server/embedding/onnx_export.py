@@ -1,0 +1,306 @@
+"""Exporting a sentence-transformers model to ONNX (float32 and int8), once per fingerprint.
+
+The graph is the whole SentenceTransformer (transformer, pooling, Dense, Normalize), traced
+with torch.onnx; int8 is ONNX Runtime's dynamic quantization of the MatMul weights, per
+channel. An export is written into a hidden staging folder and renamed into place under a
+file lock, so a folder that exists is complete and two processes never export it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from filelock import FileLock, Timeout
+from numpy.typing import NDArray
+
+from kb_server.embedding.export_manifest import (
+    EXPORT_FORMAT_VERSION,
+    FLOAT_MODEL_FILE,
+    INT8_MODEL_FILE,
+    MANIFEST_FILE,
+    OUTPUT_NAME,
+    ExportManifest,
+    OnnxBackendError,
+    OnnxExport,
+    export_folder,
+    package_versions,
+    read_export,
+)
+from kb_server.embedding.onnx_embedder import OnnxVariant, intra_op_threads, open_onnx_model
+from kb_server.embedding.onnx_tokenizer import tokenizer_spec_for
+from kb_server.embedding.probes import (
+    MIN_FLOAT_COSINE,
+    MIN_INT8_COSINE,
+    PROBE_TEXTS,
+    compare_embeddings,
+)
+from kb_server.embedding.resolution import ResolvedModel
+from kb_server.embedding.sentence_transformer import LoadedModel, load_model
+from kb_server.errors import EmbeddingModelUnavailableError
+from kb_server.settings import EmbeddingSettings
+
+logger = logging.getLogger(__name__)
+
+# Another process exporting the same model holds the lock this long at most (a large model
+# takes a minute or two); after that the caller gives up and uses torch.
+EXPORT_LOCK_TIMEOUT_S: Final = 600.0
+_ONNX_OPSET: Final = 17
+# The inputs a text encoder's tokenizer may produce, in the order the graph takes them.
+_INPUT_CANDIDATES: Final = ("input_ids", "attention_mask", "token_type_ids")
+_TRACE_TEXTS: Final = ["hello world", "知识库问答系统是什么？"]
+
+
+def ensure_export(
+    resolved: ResolvedModel,
+    export_dir: Path,
+    settings: EmbeddingSettings,
+    *,
+    loaded: LoadedModel | None = None,
+) -> OnnxExport:
+    """The export of ``resolved`` in ``export_dir``, made now if there is none yet.
+
+    ``loaded``: the model's torch weights when this process has them on the CPU already.
+    Raises OnnxBackendError when the model cannot be exported (the torch backend still
+    works), EmbeddingModelUnavailableError when it cannot even be loaded.
+    """
+    if not resolved.is_local:
+        raise OnnxBackendError(f"{resolved} is not on disk yet; it is exported once it is")
+    folder = export_folder(resolved, export_dir)
+    existing = read_export(folder)
+    if existing is not None:
+        return existing
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{folder}.lock", timeout=EXPORT_LOCK_TIMEOUT_S):
+            # Another process may have finished it while this one waited.
+            existing = read_export(folder)
+            if existing is not None:
+                return existing
+            return _export(resolved, folder, settings, loaded)
+    except Timeout as error:
+        raise OnnxBackendError(
+            f"another process held the export lock {error.lock_file} for over "
+            f"{EXPORT_LOCK_TIMEOUT_S:.0f} s"
+        ) from error
+    except OSError as error:
+        raise OnnxBackendError(f"cannot write the export under {export_dir}: {error}") from error
+
+
+def _export(
+    resolved: ResolvedModel, folder: Path, settings: EmbeddingSettings, loaded: LoadedModel | None
+) -> OnnxExport:
+    # Staging folders of a process that died while exporting; only the lock holder makes one.
+    for leftover in folder.parent.glob(f".{folder.name}.*.partial"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
+    )
+    try:
+        fingerprint = folder.name.rsplit("-", 1)[-1]
+        manifest = _write_export(staging, resolved, fingerprint, settings, loaded)
+        if folder.exists():
+            # An unusable earlier export (read_export said so): replaced as a whole.
+            shutil.rmtree(folder)
+        # mkdtemp made it private (0700); an export is readable like any model folder.
+        staging.chmod(0o755)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info(
+        "Exported embedding model %s to ONNX in %s (%.1f s). float32 vs torch: %s. int8 vs "
+        "float32: %s: %s",
+        resolved.name,
+        folder,
+        manifest.export_seconds,
+        manifest.float_check.describe(),
+        "accepted" if manifest.int8_accepted else "REJECTED",
+        manifest.int8_check.describe(),
+    )
+    return OnnxExport(folder=folder, manifest=manifest)
+
+
+def _write_export(
+    staging: Path,
+    resolved: ResolvedModel,
+    fingerprint: str,
+    settings: EmbeddingSettings,
+    loaded: LoadedModel | None,
+) -> ExportManifest:
+    started = time.perf_counter()
+    if loaded is None or loaded.device != "cpu":
+        loaded = load_model(resolved, "cpu", settings)
+    try:
+        # The weights may be shared with a torch embedder that other threads are using.
+        with loaded.lock:
+            return _write_files(staging, resolved, fingerprint, settings, loaded, started)
+    except (OnnxBackendError, EmbeddingModelUnavailableError):
+        raise
+    # The exporter meets whatever a model's code does (custom modules, control flow, ops with
+    # no ONNX form) and fails in as many ways; every one means "use torch", which still works.
+    except Exception as error:
+        raise OnnxBackendError(f"{type(error).__name__}: {error}") from error
+
+
+def _write_files(
+    staging: Path,
+    resolved: ResolvedModel,
+    fingerprint: str,
+    settings: EmbeddingSettings,
+    loaded: LoadedModel,
+    started: float,
+) -> ExportManifest:
+    model = loaded.model
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None or not callable(tokenizer):
+        raise OnnxBackendError("the model has no text tokenizer (not a text encoder)")
+    if getattr(tokenizer, "pad_token_id", None) is None:
+        raise OnnxBackendError("the model's tokenizer has no padding token")
+    max_length = int(model.max_seq_length or tokenizer.model_max_length)
+    sample = tokenizer(
+        _TRACE_TEXTS, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    input_names = [name for name in _INPUT_CANDIDATES if name in sample]
+    if input_names[:2] != ["input_ids", "attention_mask"]:
+        raise OnnxBackendError(f"the tokenizer gives {sorted(sample)}, not input ids and a mask")
+    _export_graph(model, [sample[name] for name in input_names], input_names, staging)
+    _quantize(staging / FLOAT_MODEL_FILE, staging / INT8_MODEL_FILE)
+    tokenizer.save_pretrained(str(staging))
+    tokenizer_spec = tokenizer_spec_for(tokenizer, staging, input_names, max_length)
+
+    threads = intra_op_threads(settings.cpu_threads)
+    reference = np.asarray(
+        model.encode(
+            list(PROBE_TEXTS),
+            batch_size=8,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ),
+        dtype=np.float32,
+    )
+    probe_vectors: dict[OnnxVariant, NDArray[np.float32]] = {}
+    variants: dict[OnnxVariant, str] = {"onnx": FLOAT_MODEL_FILE, "onnx-int8": INT8_MODEL_FILE}
+    for variant, file_name in variants.items():
+        onnx_model = open_onnx_model(
+            staging / file_name,
+            staging,
+            tokenizer_spec,
+            dimension=loaded.dimension,
+            variant=variant,
+            threads=threads,
+        )
+        probe_vectors[variant] = onnx_model.embed(PROBE_TEXTS, batch_size=8)
+    float_check = compare_embeddings(reference, probe_vectors["onnx"])
+    if not float_check.accepted(MIN_FLOAT_COSINE):
+        raise OnnxBackendError(
+            f"the float32 ONNX graph does not reproduce the torch model ({float_check.describe()})"
+        )
+    int8_check = compare_embeddings(probe_vectors["onnx"], probe_vectors["onnx-int8"])
+    manifest = ExportManifest(
+        format_version=EXPORT_FORMAT_VERSION,
+        fingerprint=fingerprint,
+        model=resolved.name,
+        source=resolved.source,
+        location=resolved.location,
+        dimension=loaded.dimension,
+        max_seq_length=max_length,
+        input_names=input_names,
+        output_name=OUTPUT_NAME,
+        tokenizer=tokenizer_spec,
+        versions=package_versions(),
+        export_seconds=round(time.perf_counter() - started, 2),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        float_check=float_check,
+        int8_check=int8_check,
+        int8_accepted=int8_check.accepted(MIN_INT8_COSINE),
+    )
+    (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    return manifest
+
+
+def _export_graph(model: Any, inputs: list[Any], input_names: list[str], staging: Path) -> None:
+    import torch
+
+    class SentenceEmbeddingGraph(torch.nn.Module):
+        """forward(input_ids, attention_mask[, token_type_ids]) -> sentence_embedding."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            features = dict(zip(input_names, tensors, strict=True))
+            embedding: torch.Tensor = self.model(features)[OUTPUT_NAME]
+            return embedding
+
+    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    dynamic_axes[OUTPUT_NAME] = {0: "batch"}
+    # Tracing warns about every Python branch on tensor shapes; the float check below is what
+    # tells whether the traced graph is right.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            SentenceEmbeddingGraph().eval(),
+            tuple(inputs),
+            str(staging / FLOAT_MODEL_FILE),
+            dynamo=False,
+            opset_version=_ONNX_OPSET,
+            input_names=input_names,
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=dynamic_axes,
+        )
+
+
+def _quantize(float_model: Path, int8_model: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The quantizer logs dozens of lines per model through the root logger itself
+    # (logging.info); a filter on the root logger drops those records alone, and only here.
+    root_logger = logging.getLogger()
+    quantizer_chatter = _BelowErrorFrom(str(Path("onnxruntime") / "quantization"))
+    root_logger.addFilter(quantizer_chatter)
+    try:
+        # Per-tensor int8 weights gave cosines of 0.89 with MiniLM; per output channel,
+        # MatMul only, 0.97 on Chinese chunks; leaving the feed-forward down-projections
+        # (whose inputs have the widest range) in float32 too: 0.99, still ~2x torch's speed.
+        quantize_dynamic(
+            str(float_model),
+            str(int8_model),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=_feed_forward_outputs(float_model),
+        )
+    finally:
+        root_logger.removeFilter(quantizer_chatter)
+
+
+# BERT-family graphs (MiniLM, BGE) as torch exports them: each layer's FFN down-projection.
+_FEED_FORWARD_OUTPUT = re.compile(r"/layer\.\d+/output/dense/MatMul$")
+
+
+def _feed_forward_outputs(float_model: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(float_model), load_external_data=False).graph
+    return [node.name for node in graph.node if _FEED_FORWARD_OUTPUT.search(node.name)]
+
+
+class _BelowErrorFrom(logging.Filter):
+    """Drops records below ERROR logged from source files under ``path_part``."""
+
+    def __init__(self, path_part: str) -> None:
+        super().__init__()
+        self._path_part = path_part
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or self._path_part not in record.pathname
