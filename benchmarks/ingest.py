@@ -156,20 +156,33 @@ class Figures:
     input: str
     input_counts: dict[str, int] = field(default_factory=dict)
     input_seconds: float = 0.0
+    model_preparation: dict[str, float] = field(default_factory=dict)
     build: BuildFigures | None = None
 
 
 def build_settings(kb_root: Path, model: str | None, backend: str | None) -> Settings:
-    settings = load_settings(kb_root=kb_root)
-    if model is None and backend is None:
-        return settings
-    # A top-level override replaces the whole section: start from the configured one.
-    embedding = settings.embedding.model_dump()
+    # A top-level override replaces the whole section: start from the configured one. ONNX
+    # exports stay where the installation keeps them (made once per machine, like a download).
+    installed = load_settings().embedding
+    embedding = installed.model_dump()
     if model is not None:
         embedding["model"] = model
     if backend is not None:
         embedding["backend"] = backend
     return load_settings(kb_root=kb_root, embedding=embedding)
+
+
+def prepare_model(args: argparse.Namespace) -> int:
+    """A child process: load the embedder once, exporting it to ONNX if this machine has no
+    export yet, so that the build measures a machine that has run the product before."""
+    started = time.perf_counter()
+    from kb_server.embedding import get_embedder
+
+    settings = build_settings(args.prepare_model, args.model, args.backend)
+    get_embedder(settings.embedding).embed_documents(["预热"])
+    figures = {"seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}
+    args.result.write_text(json.dumps(figures), encoding="utf-8")
+    return 0
 
 
 def run_figures(report: IngestReport, seconds: float) -> RunFigures:
@@ -254,6 +267,18 @@ def build(args: argparse.Namespace) -> int:
     )
     args.result.write_text(json.dumps(dataclasses.asdict(figures)), encoding="utf-8")
     return 0
+
+
+def run_model_preparation(kb_root: Path, args: argparse.Namespace) -> dict[str, float]:
+    result = kb_root.parent / "model.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--prepare-model", str(kb_root)]
+    command += ["--result", str(result)]
+    command += ["--model", args.model] if args.model else []
+    command += ["--backend", args.backend] if args.backend else []
+    if subprocess.run(command, check=False).returncode != 0:
+        raise SystemExit("loading the embedding model failed")
+    figures: dict[str, float] = json.loads(result.read_text(encoding="utf-8"))
+    return figures
 
 
 def run_child(kb_root: Path, args: argparse.Namespace) -> BuildFigures:
@@ -424,6 +449,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     # The child process's arguments.
     parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -436,11 +462,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.build is not None:
         return build(args)
+    if args.prepare_model is not None:
+        return prepare_model(args)
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as temp:
         kb_root = Path(temp) / "kb"
         figures = prepare_input(args, kb_root / KB_NAME / "content")
+        figures.model_preparation = run_model_preparation(kb_root, args)
         figures.build = run_child(kb_root, args)
-    rows = report_rows(figures)
+    preparation = figures.model_preparation
+    rows = [
+        (
+            "model load or export",
+            f"{preparation['seconds']:.1f} s, peak RSS {preparation['peak_rss_mb']:.0f} MB "
+            "(separate process before the build; the ONNX export runs once per machine)",
+        ),
+        *report_rows(figures),
+    ]
     width = max(len(name) for name, _ in rows)
     sys.stdout.writelines(f"{name:<{width}}  {value}\n" for name, value in rows)
     if args.json:

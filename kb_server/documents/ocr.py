@@ -8,6 +8,8 @@ A missing ``rapidocr_onnxruntime`` package raises ``OcrUnavailableError``.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import io
 import logging
@@ -108,6 +110,7 @@ class RapidOcrReader:
         started = time.perf_counter()
         with self._lock:
             result, _ = self._engine_locked()(pixels)
+            release_freed_memory()
         logger.debug(
             "OCR of a %dx%d image took %.3f s", width, height, time.perf_counter() - started
         )
@@ -133,6 +136,30 @@ class RapidOcrReader:
             )
             logger.info("RapidOCR engine ready in %.2f s", time.perf_counter() - started)
         return self._engine
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS, Windows)."""
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return None
+    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(library), "malloc_trim", None)
+    return trim
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the C heap back to the system.
+
+    One OCR call allocates and frees a few hundred MB of feature maps whose sizes differ with
+    every image and text line; glibc keeps such freed blocks mapped, so without this a
+    process's RSS climbs to its largest OCR call and stays there (measured on 33
+    screenshots: 467 MB held after OCR instead of 146 MB, and a higher peak while embedding
+    ran beside it).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 @functools.cache

@@ -96,6 +96,9 @@ def open_onnx_model(
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Idle worker threads sleep instead of spinning: an ingest runs OCR on another thread,
+    # and spinning threads would take the core it needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = onnxruntime.InferenceSession(
             str(model_file), options, providers=["CPUExecutionProvider"]
