@@ -146,6 +146,7 @@ class KbWriter(KeywordSync):
             return self._prepare(file_name, existing.get(file_name), splitter, force, indexed_ids)
 
         group: list[PreparedFile] = []
+        group_chunks = 0
         waiting: list[tuple[PreparedFile, int]] = []
         window = self.batch_size * EMBED_WINDOW_BATCHES
         # Image files are read last: their OCR then runs beside the embedding of the other
@@ -161,6 +162,12 @@ class KbWriter(KeywordSync):
             cost=lambda outcome: len(outcome.prepared.chunks) if outcome.prepared else 0,
             budget=PREFETCH_CHUNKS,
         ) as outcomes:
+
+            def embed_waiting() -> None:
+                self._embed_waiting(waiting, report)
+                outcomes.release(len(waiting))
+                waiting.clear()
+
             for outcome in outcomes:
                 name = outcome.file_name
                 if outcome.unchanged is not None:
@@ -178,20 +185,17 @@ class KbWriter(KeywordSync):
                     continue
                 prepared = outcome.prepared
                 group.append(prepared)
+                group_chunks += len(prepared.chunks)
                 missing = self._chunks_to_embed(prepared, keep_vectors=not force, report=report)
                 outcomes.release(len(prepared.chunks) - len(missing))
                 waiting += missing
                 if len(waiting) >= window:
-                    self._embed_waiting(waiting, report)
-                    outcomes.release(len(waiting))
-                    waiting = []
-                if sum(len(f.chunks) for f in group) >= GROUP_CHUNKS:
-                    self._embed_waiting(waiting, report)
-                    outcomes.release(len(waiting))
-                    waiting = []
+                    embed_waiting()
+                if group_chunks >= GROUP_CHUNKS:
+                    embed_waiting()
                     self._store_group(group, report)
-                    group = []
-            self._embed_waiting(waiting, report)
+                    group, group_chunks = [], 0
+            embed_waiting()
             if group:
                 self._store_group(group, report)
         # Unchanged files keep their vectors; their terms are added if the keyword index lacks
@@ -220,8 +224,9 @@ class KbWriter(KeywordSync):
         with self.clock.timing("read"):
             stat = path.stat()
             sha = file_sha256(path)
-        if not force and row is not None and self._unchanged(row, sha, wanted, indexed_ids):
-            return FileOutcome(file_name, unchanged=row, unchanged_ids=self._chunk_ids(row))
+        unchanged_ids = None if force else self._unchanged_chunk_ids(row, sha, wanted, indexed_ids)
+        if unchanged_ids is not None:
+            return FileOutcome(file_name, unchanged=row, unchanged_ids=unchanged_ids)
         if not force and row is not None and self._known_empty(row, sha, wanted):
             return FileOutcome(file_name, known_empty=row)
         prepared = PreparedFile(file_name, sha, stat.st_size, stat.st_mtime, wanted, previous=row)
@@ -295,12 +300,21 @@ class KbWriter(KeywordSync):
             rows = session.scalars(select(KnowledgeFile).where(KnowledgeFile.kb_id == self.kb_id))
             return {row.file_name: row for row in rows}
 
-    def _unchanged(
-        self, row: KnowledgeFile, sha: str, wanted: SplitterSettings, indexed_ids: set[int]
-    ) -> bool:
-        if row.status != FileStatus.INDEXED or row.sha256 != sha or splitter_of(row) != wanted:
-            return False
-        return all(chunk_id in indexed_ids for chunk_id in self._chunk_ids(row))
+    def _unchanged_chunk_ids(
+        self,
+        row: KnowledgeFile | None,
+        sha: str,
+        wanted: SplitterSettings,
+        indexed_ids: set[int],
+    ) -> list[int] | None:
+        """The chunk ids of a file that needs no work (same bytes and chunk settings, every
+        vector in the index); None when it must be read again."""
+        if row is None or row.status != FileStatus.INDEXED or row.sha256 != sha:
+            return None
+        if splitter_of(row) != wanted:
+            return None
+        chunk_ids = self._chunk_ids(row)
+        return chunk_ids if all(i in indexed_ids for i in chunk_ids) else None
 
     @staticmethod
     def _known_empty(row: KnowledgeFile, sha: str, wanted: SplitterSettings) -> bool:

@@ -16,14 +16,12 @@ from kb_server.knowledge.types import INGEST_STAGES, NoProgress
 from kb_server.settings import load_settings
 from tests.unit.conftest import MINILM, CountingEmbedder
 from tests.unit.documents.rendering import render_text_image
+from tests.unit.knowledge.test_service import CATS, GARDEN, ROCKETS, add_text
 
 PARAGRAPHS = [
-    "Cats are small domesticated carnivorous mammals. They sleep for most of the day and "
-    "groom their fur with their rough tongues. A cat purrs when it is content.",
-    "A rocket reaches orbit by burning fuel in stages. Each stage is dropped when its "
-    "propellant is spent, so the remaining vehicle is lighter and can accelerate faster.",
-    "Tomatoes grow best in full sun. Water the garden early in the morning and add compost "
-    "to the soil before planting the seedlings.",
+    CATS,
+    ROCKETS,
+    GARDEN,
     "The library opens at nine and closes at six. Borrowed books are due back within three "
     "weeks, and a renewal can be asked for at the front desk or online.",
     "Bread rises because yeast turns sugar into carbon dioxide. Knead the dough until it is "
@@ -33,10 +31,6 @@ EDITED = (
     "Glaciers carve valleys as they slide downhill. The ice scrapes the rock beneath it and "
     "leaves moraines of gravel behind when it melts back at the end of an ice age."
 )
-
-
-def save(service: KnowledgeBaseService, kb: str, name: str, text: str) -> None:
-    service.save_file(kb, name, text.encode("utf-8"), override=True)
 
 
 @pytest.fixture
@@ -49,12 +43,12 @@ def test_changed_file_embeds_only_its_changed_chunks(
     service: KnowledgeBaseService, counting_embedder: CountingEmbedder
 ) -> None:
     service.create_kb("notes")
-    save(service, "notes", "mixed.txt", "\n\n".join(PARAGRAPHS))
+    add_text(service, "notes", "mixed.txt", "\n\n".join(PARAGRAPHS))
     first = service.add_files("notes", ["mixed.txt"])
     old_texts = {chunk.text for chunk in service.list_chunks("notes", "mixed.txt")}
     assert first.chunks_embedded == len(old_texts) >= 4
 
-    save(service, "notes", "mixed.txt", "\n\n".join([*PARAGRAPHS[:2], EDITED, *PARAGRAPHS[3:]]))
+    add_text(service, "notes", "mixed.txt", "\n\n".join([*PARAGRAPHS[:2], EDITED, *PARAGRAPHS[3:]]))
     before = counting_embedder.texts_embedded
     report = service.update_files("notes", ["mixed.txt"])
 
@@ -79,7 +73,7 @@ def test_forced_rebuild_embeds_every_chunk_again(
     service: KnowledgeBaseService, counting_embedder: CountingEmbedder
 ) -> None:
     service.create_kb("notes")
-    save(service, "notes", "mixed.txt", "\n\n".join(PARAGRAPHS))
+    add_text(service, "notes", "mixed.txt", "\n\n".join(PARAGRAPHS))
     service.add_files("notes", ["mixed.txt"])
     count = len(service.list_chunks("notes", "mixed.txt"))
     before = counting_embedder.texts_embedded
@@ -99,7 +93,7 @@ def test_unchanged_rerun_reads_no_image_and_embeds_nothing(
     render_text_image(["知识库问答系统", "离线检索"], cjk_font_path).save(content / "one.png")
     render_text_image(["向量索引与关键词"], cjk_font_path).save(content / "two.png")
     Image.new("RGB", (24, 24), "navy").save(content / "icon.png")  # no text: fails
-    save(service, "shots", "notes.txt", "\n\n".join(PARAGRAPHS))
+    add_text(service, "shots", "notes.txt", "\n\n".join(PARAGRAPHS))
     maintenance = KbMaintenance(service)
 
     first = maintenance.recreate("shots")
@@ -124,7 +118,7 @@ def kb_of_one_file_per_paragraph(service: KnowledgeBaseService, kb: str) -> list
     service.create_kb(kb)
     names = [f"p{index}.txt" for index in range(len(PARAGRAPHS))]
     for name, text in zip(names, PARAGRAPHS, strict=True):
-        save(service, kb, name, text)
+        add_text(service, kb, name, text)
     return names
 
 
