@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "configs" / "settings.yaml"
+DEFAULT_KB_ROOT = PROJECT_ROOT / "knowledge_base"
 CONFIG_FILE_ENV = "KB_CONFIG_FILE"
 
 
@@ -50,6 +51,20 @@ class OcrSettings(BaseModel):
     # Text lines recognized per model run. Each run pads its lines to the widest, so one
     # line a run does the least work: 45% less recognition time on UI screenshots.
     rec_batch_num: int = Field(1, ge=1, le=64)
+    # Which detection and recognition models run (kb_server/documents/ocr_models.py).
+    # original: RapidOCR's bundled files. optimized: the same graphs rewritten exactly (fused
+    # activations and affine ops), made once per machine. int8: those with int8 convolutions,
+    # calibrated on the images in kb_server/documents/ocr_calibration and used only when they
+    # read those images as the float models do (else optimized).
+    model_variant: Literal["original", "optimized", "int8"] = "int8"
+    # Where the optimized and int8 models are kept. None: under kb_root (Settings fills it
+    # in); an OcrSettings made alone uses the default kb_root's folder.
+    export_dir: Path | None = None
+
+    @field_validator("export_dir")
+    @classmethod
+    def _export_dir_from_project_root(cls, value: Path | None) -> Path | None:
+        return _from_project_root(value)
 
 
 class DocumentSettings(BaseModel):
@@ -103,10 +118,7 @@ class EmbeddingSettings(BaseModel):
     @field_validator("export_dir")
     @classmethod
     def _export_dir_from_project_root(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        value = value.expanduser()
-        return value if value.is_absolute() else (PROJECT_ROOT / value).resolve()
+        return _from_project_root(value)
 
 
 class PgVectorSettings(BaseModel):
@@ -286,7 +298,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    kb_root: Path = PROJECT_ROOT / "knowledge_base"
+    kb_root: Path = DEFAULT_KB_ROOT
     default_kb: str = "samples"
     splitter: SplitterSettings = Field(default_factory=SplitterSettings)
     documents: DocumentSettings = Field(default_factory=DocumentSettings)
@@ -326,6 +338,8 @@ class Settings(BaseSettings):
             self.embedding = self.embedding.model_copy(
                 update={"export_dir": default_export_dir(self.kb_root)}
             )
+        if self.ocr.export_dir is None:
+            self.ocr = self.ocr.model_copy(update={"export_dir": default_export_dir(self.kb_root)})
         return self
 
     @classmethod
@@ -360,18 +374,26 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     settings = Settings(**values)
     if overrides:
         merged = {**settings.model_dump(), **overrides}
-        derived = settings.embedding.export_dir == default_export_dir(settings.kb_root)
-        embedding = merged["embedding"]
-        chosen_now = not isinstance(embedding, dict) or "export_dir" in (
-            overrides.get("embedding") or {}
-        )
-        if "kb_root" in overrides and derived and not chosen_now:
-            # Derived from the old kb_root, not chosen: derive it again from the new one.
-            merged["embedding"] = {**embedding, "export_dir": None}
+        for section in ("embedding", "ocr"):
+            derived = getattr(settings, section).export_dir == default_export_dir(settings.kb_root)
+            values = merged[section]
+            chosen_now = not isinstance(values, dict) or "export_dir" in (
+                overrides.get(section) or {}
+            )
+            if "kb_root" in overrides and derived and not chosen_now:
+                # Derived from the old kb_root, not chosen: derive it again from the new one.
+                merged[section] = {**values, "export_dir": None}
         settings = Settings.model_validate(merged)
     return settings
 
 
 def default_export_dir(kb_root: Path) -> Path:
-    """Where ONNX exports of embedding models go when embedding.export_dir is not set."""
+    """Where ONNX exports of embedding and OCR models go when their export_dir is not set."""
     return kb_root / ".model_exports"
+
+
+def _from_project_root(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    path = path.expanduser()
+    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()

@@ -19,23 +19,31 @@ from tests.servers import serve_on_loopback
 # SQLite database, and pgvector + keyword tables in PostgreSQL holding the metadata too.
 BACKENDS = ("faiss", "pg")
 BackendOptions = dict[str, Any]
-# Settings read it (embedding.export_dir), and so do the API processes tests start.
+# Settings read them (embedding.export_dir, ocr.export_dir), and so do the API processes
+# tests start.
 EXPORT_DIR_ENV = "KB_EMBEDDING__EXPORT_DIR"
+OCR_EXPORT_DIR_ENV = "KB_OCR__EXPORT_DIR"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def model_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One folder of ONNX embedding-model exports for the whole run, subprocesses included.
+    """One folder of ONNX embedding-model exports and OCR models for the whole run,
+    subprocesses included.
 
-    Settings on a temp KB root would otherwise export the model again under each root. A
-    KB_EMBEDDING__EXPORT_DIR set before the run is kept (a lasting export cache).
+    Settings on a temp KB root would otherwise export the models again under each root. A
+    KB_EMBEDDING__EXPORT_DIR set before the run is kept (a lasting export cache), and so is a
+    KB_OCR__EXPORT_DIR.
     """
     previous = os.environ.get(EXPORT_DIR_ENV)
     folder = Path(previous) if previous else tmp_path_factory.getbasetemp() / "model_exports"
     os.environ[EXPORT_DIR_ENV] = str(folder)
+    previous_ocr = os.environ.get(OCR_EXPORT_DIR_ENV)
+    os.environ.setdefault(OCR_EXPORT_DIR_ENV, str(folder))
     yield folder
     if previous is None:
         os.environ.pop(EXPORT_DIR_ENV, None)
+    if previous_ocr is None:
+        os.environ.pop(OCR_EXPORT_DIR_ENV, None)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

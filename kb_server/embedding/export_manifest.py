@@ -12,7 +12,6 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Final, Literal
 
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from kb_server.embedding.probes import ProbeAgreement
 from kb_server.embedding.resolution import ResolvedModel, weights_location
+from kb_server.fingerprints import installed_versions
 
 logger = logging.getLogger(__name__)
 
@@ -133,13 +133,7 @@ def weights_fingerprint(resolved: ResolvedModel) -> str:
 
 def package_versions() -> dict[str, str]:
     """The installed versions of the packages that shape an export (read without importing)."""
-    versions = {}
-    for package in _VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "absent"
-    return versions
+    return installed_versions(_VERSIONED_PACKAGES)
 
 
 def read_export(folder: Path) -> OnnxExport | None:

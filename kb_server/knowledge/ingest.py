@@ -30,6 +30,7 @@ from kb_server.db.models import ChunkRow, FileStatus, KnowledgeFile
 from kb_server.documents.image import ImageLoader
 from kb_server.embedding.base import Embedder
 from kb_server.failpoints import failpoint
+from kb_server.fingerprints import file_sha256
 from kb_server.knowledge.keyword_sync import KeywordSync
 from kb_server.knowledge.paths import KbPaths
 from kb_server.knowledge.prefetch import Prefetcher
@@ -38,7 +39,6 @@ from kb_server.knowledge.prepared import (
     FileOutcome,
     PreparedFile,
     StageClock,
-    file_sha256,
     read_and_split,
     splitter_of,
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -21,14 +20,6 @@ from kb_server.retrieval.analyzer import KeywordAnalyzer
 from kb_server.settings import SplitterSettings
 from kb_server.splitting import split_documents
 from kb_server.splitting.base import Chunk
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def splitter_of(row: KnowledgeFile) -> SplitterSettings:

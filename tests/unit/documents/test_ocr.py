@@ -17,7 +17,7 @@ from kb_server.documents.ocr import (
     reading_order_text,
     to_rgb,
 )
-from kb_server.settings import OcrSettings
+from kb_server.settings import OcrSettings, load_settings
 from tests.unit.documents.rendering import image_bytes, render_text_image
 
 LINES = ["知识库问答系统", "Offline RAG 2024"]
@@ -152,7 +152,7 @@ SCREENSHOT_LINES = [
 
 
 def test_default_settings_read_a_screenshot_exactly(cjk_font_path: Path) -> None:
-    """A 1000x600 UI screenshot with 22 px text, the case the detector limit is tuned for."""
+    """A 1000x600 UI screenshot with 22 px text, read with the default (int8) models."""
     font = ImageFont.truetype(str(cjk_font_path), 22)
     image = Image.new("RGB", (1000, 600), (245, 245, 245))
     draw = ImageDraw.Draw(image)
@@ -160,6 +160,9 @@ def test_default_settings_read_a_screenshot_exactly(cjk_font_path: Path) -> None
     for index, line in enumerate(SCREENSHOT_LINES):
         color = "white" if index == 0 else "black"
         draw.text((30, 10 + index * 60), line, font=font, fill=color)
-    reader = get_ocr_reader(OcrSettings())
+    settings = load_settings().ocr
+    reader = get_ocr_reader(settings)
 
     assert reader.read_image(image_bytes(image, "PNG")).splitlines() == SCREENSHOT_LINES
+    assert settings.model_variant == "int8"
+    assert reader.model_variant == "int8"

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from kb_server.settings import PROJECT_ROOT, EmbeddingSettings, Settings, load_settings
-from tests.conftest import EXPORT_DIR_ENV
+from tests.conftest import EXPORT_DIR_ENV, OCR_EXPORT_DIR_ENV
 
 
 def test_export_dir_defaults_to_a_folder_under_the_kb_root(
@@ -49,3 +49,18 @@ def test_embedding_settings_alone_leave_the_export_dir_to_the_embedder_cache() -
 def test_an_unknown_backend_is_rejected() -> None:
     with pytest.raises(ValidationError):
         EmbeddingSettings.model_validate({"backend": "tensorrt"})
+
+
+def test_ocr_models_follow_the_kb_root_unless_chosen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(OCR_EXPORT_DIR_ENV, raising=False)
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"kb_root: {tmp_path / 'first'}\n", encoding="utf-8")
+
+    moved = load_settings(config, kb_root=tmp_path / "second")
+    chosen = load_settings(config, kb_root=tmp_path / "second", ocr={"export_dir": "ocr/models"})
+
+    assert moved.ocr.export_dir == tmp_path / "second" / ".model_exports"
+    assert chosen.ocr.export_dir == PROJECT_ROOT / "ocr" / "models"
+    assert chosen.ocr.model_variant == "int8"
