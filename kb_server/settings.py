@@ -53,9 +53,10 @@ class OcrSettings(BaseModel):
     rec_batch_num: int = Field(1, ge=1, le=64)
     # Which detection and recognition models run (kb_server/documents/ocr_models.py).
     # original: RapidOCR's bundled files. optimized: the same graphs rewritten exactly (fused
-    # activations and affine ops), made once per machine. int8: those with int8 convolutions,
-    # calibrated on the images in kb_server/documents/ocr_calibration and used only when they
-    # read those images as the float models do (else optimized).
+    # activations and affine ops), made once per machine. int8: those, with the recognizer's
+    # backbone convolutions in int8, calibrated on the images in
+    # kb_server/documents/ocr_calibration and used only when it reads those images as the
+    # float models do (else optimized).
     model_variant: Literal["original", "optimized", "int8"] = "int8"
     # Where the optimized and int8 models are kept. None: under kb_root (Settings fills it
     # in); an OcrSettings made alone uses the default kb_root's folder.

@@ -19,13 +19,13 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from kb_server.documents.ocr_models import ocr_model_files
+from kb_server.documents.ocr_models import OcrEngine, ocr_model_files
 from kb_server.errors import OcrUnavailableError
 from kb_server.settings import OcrSettings
 
@@ -58,10 +58,6 @@ class ImageTooLargeError(UnreadableImageError):
         self.max_pixels = max_pixels
 
 
-class _Engine(Protocol):
-    def __call__(self, img: NDArray[np.uint8]) -> tuple[list[list[Any]] | None, Any]: ...
-
-
 @dataclass(frozen=True)
 class TextBox:
     """One recognised text fragment and where it sits (pixels, origin top-left)."""
@@ -72,7 +68,7 @@ class TextBox:
     bottom: float
 
 
-def _import_engine_class() -> Callable[..., _Engine]:
+def _import_engine_class() -> Callable[..., OcrEngine]:
     try:
         from rapidocr_onnxruntime import RapidOCR
     except ImportError as exc:
@@ -80,7 +76,7 @@ def _import_engine_class() -> Callable[..., _Engine]:
             "OCR needs the rapidocr-onnxruntime package: install the 'ocr' extra "
             f"(pip install 'kb-server[ocr]'), or set ocr.enabled=false ({exc})"
         ) from exc
-    engine_class: Callable[..., _Engine] = RapidOCR
+    engine_class: Callable[..., OcrEngine] = RapidOCR
     return engine_class
 
 
@@ -93,7 +89,7 @@ class RapidOcrReader:
 
     def __init__(self, settings: OcrSettings) -> None:
         self.settings = settings
-        self._engine: _Engine | None = None
+        self._engine: OcrEngine | None = None
         # Which models the engine runs ("original", "optimized", "int8"); known once built.
         self.model_variant: str | None = None
         self._lock = threading.Lock()
@@ -124,7 +120,7 @@ class RapidOcrReader:
         with self._lock:
             self._engine_locked()
 
-    def _engine_locked(self) -> _Engine:
+    def _engine_locked(self) -> OcrEngine:
         if self._engine is None:
             _import_engine_class()
             started = time.perf_counter()
@@ -138,7 +134,7 @@ class RapidOcrReader:
             )
         return self._engine
 
-    def _build_engine(self, det_model: Path | None, rec_model: Path | None) -> _Engine:
+    def _build_engine(self, det_model: Path | None, rec_model: Path | None) -> OcrEngine:
         """An engine over these model files (None: RapidOCR's bundled one)."""
         threads = self.settings.threads
         model_paths = {

@@ -52,12 +52,17 @@ CALIBRATION_DIR: Final = Path(__file__).resolve().parent / "ocr_calibration"
 MIN_INT8_AGREEMENT: Final = 0.98
 BUILD_LOCK_TIMEOUT_S: Final = 300.0
 MANIFEST_FILE: Final = "manifest.json"
+DET_FILE: Final = "det_optimized.onnx"
+REC_FILE: Final = "rec_optimized.onnx"
+REC_INT8_FILE: Final = "rec_int8.onnx"
 _VERSIONED_PACKAGES: Final = ("onnxruntime", "onnx", "rapidocr-onnxruntime")
 _QUANTIZED_OPS: Final = ["Conv"]
 # Recognizer inputs kept for calibration (evenly spaced over the recorded text lines).
 _MAX_REC_CALIBRATION_INPUTS: Final = 96
 
 Variant = Literal["original", "optimized", "int8"]
+# RapidOCR's config.yaml sections of the models made here, by role.
+_SECTIONS: Final = {"det": "Det", "rec": "Rec"}
 
 
 class OcrEngine(Protocol):
@@ -107,9 +112,6 @@ def source_models() -> dict[str, Path]:
     return {role: package / config[section]["model_path"] for role, section in _SECTIONS.items()}
 
 
-_SECTIONS: Final = {"det": "Det", "rec": "Rec"}
-
-
 def ocr_model_files(settings: OcrSettings, build_engine: EngineFactory) -> OcrModelFiles:
     """The files for ``settings.model_variant``, built now if this machine has none yet.
 
@@ -127,7 +129,7 @@ def ocr_model_files(settings: OcrSettings, build_engine: EngineFactory) -> OcrMo
         )
         return OcrModelFiles("original")
     if settings.model_variant == "int8" and manifest.int8_accepted:
-        return OcrModelFiles("int8", folder / "det_optimized.onnx", folder / "rec_int8.onnx")
+        return OcrModelFiles("int8", folder / DET_FILE, folder / REC_INT8_FILE)
     if settings.model_variant == "int8":
         logger.warning(
             "OCR runs the float models: the int8 ones read the calibration images differently "
@@ -135,7 +137,7 @@ def ocr_model_files(settings: OcrSettings, build_engine: EngineFactory) -> OcrMo
             manifest.int8_agreement,
             MIN_INT8_AGREEMENT,
         )
-    return OcrModelFiles("optimized", folder / "det_optimized.onnx", folder / "rec_optimized.onnx")
+    return OcrModelFiles("optimized", folder / DET_FILE, folder / REC_FILE)
 
 
 def models_folder(settings: OcrSettings) -> Path:
@@ -170,9 +172,8 @@ def read_manifest(folder: Path) -> OcrModelManifest | None:
     except (OSError, ValidationError) as error:
         logger.warning("Ignoring the OCR models in %s: unreadable manifest (%s)", folder, error)
         return None
-    names = ("det_optimized.onnx", "rec_optimized.onnx", "rec_int8.onnx")
     if manifest.format_version != FORMAT_VERSION or not all(
-        (folder / name).is_file() for name in names
+        (folder / name).is_file() for name in (DET_FILE, REC_FILE, REC_INT8_FILE)
     ):
         logger.warning("Ignoring the OCR models in %s: outdated or incomplete", folder)
         return None
@@ -238,22 +239,22 @@ def _write_models(staging: Path, fingerprint: str, build_engine: EngineFactory) 
 
     sources = source_models()
     rewrites = {}
-    optimized: dict[str, Path] = {}
+    optimized: dict[str, onnx.ModelProto] = {}
     for role, source in sources.items():
-        original = onnx.load(str(source))
-        model, counts = optimize_graph(original)
-        optimized[role] = staging / f"{role}_optimized.onnx"
-        onnx.save(model, str(optimized[role]))
+        optimized[role], counts = optimize_graph(onnx.load(str(source)))
         rewrites[role] = counts.describe()
+    det_path, rec_path = staging / DET_FILE, staging / REC_FILE
+    onnx.save(optimized["det"], str(det_path))
+    onnx.save(optimized["rec"], str(rec_path))
 
     images = [_decode(path) for path in calibration_images()]
     if not images:
         raise OcrModelBuildError(f"no calibration images in {CALIBRATION_DIR}")
-    float_engine = build_engine(optimized["det"], optimized["rec"])
+    float_engine = build_engine(det_path, rec_path)
     recognizer_inputs = _record_recognizer_inputs(float_engine, images)
-    _quantize(optimized["rec"], staging / "rec_int8.onnx", recognizer_inputs)
+    _quantize(optimized["rec"], rec_path, staging / REC_INT8_FILE, recognizer_inputs)
 
-    int8_engine = build_engine(optimized["det"], staging / "rec_int8.onnx")
+    int8_engine = build_engine(det_path, staging / REC_INT8_FILE)
     agreement = min(
         _agreement(_read(float_engine, image), _read(int8_engine, image)) for image in images
     )
@@ -308,7 +309,8 @@ def _record_recognizer_inputs(
     return recorder.inputs[::step]
 
 
-def _quantize(source: Path, target: Path, inputs: list[NDArray[np.float32]]) -> None:
+def _quantize(model: Any, source: Path, target: Path, inputs: list[NDArray[np.float32]]) -> None:
+    """Quantize ``model`` (saved at ``source``) into ``target``, calibrated on ``inputs``."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -320,7 +322,6 @@ def _quantize(source: Path, target: Path, inputs: list[NDArray[np.float32]]) -> 
 
     if not inputs:
         raise OcrModelBuildError(f"no calibration inputs reached {source.name}")
-    model = onnx.load(str(source))
     input_name = model.graph.input[0].name
 
     class _Inputs(CalibrationDataReader):  # type: ignore[misc]
