@@ -375,15 +375,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     settings = Settings(**values)
     if overrides:
         merged = {**settings.model_dump(), **overrides}
+        old_default = default_export_dir(settings.kb_root)
         for section in ("embedding", "ocr"):
-            derived = getattr(settings, section).export_dir == default_export_dir(settings.kb_root)
-            values = merged[section]
-            chosen_now = not isinstance(values, dict) or "export_dir" in (
-                overrides.get(section) or {}
-            )
-            if "kb_root" in overrides and derived and not chosen_now:
-                # Derived from the old kb_root, not chosen: derive it again from the new one.
-                merged[section] = {**values, "export_dir": None}
+            # An overridden section replaces the whole one; one left alone whose export_dir
+            # was derived from kb_root is derived again (from the new kb_root, if it changed).
+            if section not in overrides and merged[section]["export_dir"] == old_default:
+                merged[section]["export_dir"] = None
         settings = Settings.model_validate(merged)
     return settings
 

@@ -7,7 +7,12 @@ from pathlib import Path
 
 from kb_server.doctor.base import CheckResult
 from kb_server.embedding.export_manifest import export_folder, read_export
-from kb_server.embedding.resolution import how_to_provide, hub_access_allowed, resolve_model
+from kb_server.embedding.resolution import (
+    ResolvedModel,
+    how_to_provide,
+    hub_access_allowed,
+    resolve_model,
+)
 from kb_server.errors import EmbeddingModelUnavailableError
 from kb_server.settings import EmbeddingSettings, Settings
 
@@ -16,8 +21,13 @@ OCR_PACKAGE = "rapidocr_onnxruntime"
 
 def find_offline(name: str, settings: EmbeddingSettings) -> str | None:
     """Where ``name`` is on this machine (as the embedder and reranker look), or None."""
+    resolved = _resolve_offline(name, settings)
+    return None if resolved is None else resolved.location
+
+
+def _resolve_offline(name: str, settings: EmbeddingSettings) -> ResolvedModel | None:
     try:
-        return resolve_model(name, settings, hub_allowed=False).location
+        return resolve_model(name, settings, hub_allowed=False)
     except EmbeddingModelUnavailableError:
         return None
 
@@ -34,30 +44,28 @@ def check_embedding_model(settings: Settings) -> CheckResult:
     embedding = settings.embedding
     name = embedding.model
     check = f"embedding model {name}"
-    location = find_offline(name, embedding)
-    if location is not None:
-        return CheckResult(check, "ok", f"{location}; {_backend_detail(name, embedding)}")
+    resolved = _resolve_offline(name, embedding)
+    if resolved is not None:
+        return CheckResult(
+            check, "ok", f"{resolved.location}; {_backend_detail(resolved, embedding)}"
+        )
     missing = missing_model_detail(name, embedding)
     fallback = embedding.fallback_model
-    fallback_location = find_offline(fallback, embedding) if fallback else None
-    if fallback is not None and fallback_location is not None:
+    fallback_resolved = _resolve_offline(fallback, embedding) if fallback else None
+    if fallback_resolved is not None:
         return CheckResult(
             check,
             "warn",
-            f"{missing.rstrip('.')}; meanwhile new KBs use {fallback} ({fallback_location}; "
-            f"{_backend_detail(fallback, embedding)})",
+            f"{missing.rstrip('.')}; meanwhile new KBs use {fallback} "
+            f"({fallback_resolved.location}; {_backend_detail(fallback_resolved, embedding)})",
         )
     return CheckResult(check, "FAIL", missing)
 
 
-def _backend_detail(name: str, settings: EmbeddingSettings) -> str:
+def _backend_detail(resolved: ResolvedModel, settings: EmbeddingSettings) -> str:
     """The embedding backend, and for ONNX whether the export is made (and int8 accepted)."""
     backend = settings.backend
     if backend == "torch" or settings.export_dir is None:
-        return f"backend {backend}"
-    try:
-        resolved = resolve_model(name, settings, hub_allowed=False)
-    except EmbeddingModelUnavailableError:
         return f"backend {backend}"
     export = read_export(export_folder(resolved, settings.export_dir))
     if export is None:

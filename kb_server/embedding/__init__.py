@@ -12,7 +12,7 @@ int8) run by ONNX Runtime on the CPU, made on first use (kb_server/embedding/onn
 from __future__ import annotations
 
 from kb_server.embedding.base import Embedder
-from kb_server.embedding.cache import EmbedderCache, embedding_device
+from kb_server.embedding.cache import EmbedderCache
 from kb_server.embedding.onnx_embedder import OnnxEmbedder
 from kb_server.embedding.resolution import (
     ResolvedModel,
@@ -33,7 +33,6 @@ __all__ = [
     "OnnxEmbedder",
     "ResolvedModel",
     "SentenceTransformerEmbedder",
-    "embedding_device",
     "get_embedder",
     "hub_access_allowed",
     "query_instruction_for",

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Final
 
 from kb_server.embedding.base import Embedder
 from kb_server.embedding.export_manifest import OnnxBackendError, OnnxExport
@@ -40,8 +38,6 @@ _WeightsKey = tuple[str, str]
 _OnnxKey = tuple[str, str]
 # An ONNX key and the export folder that failed for it
 _OnnxFailureKey = tuple[str, str, str]
-# Device nodes of the GPUs torch can use on Linux (NVIDIA, AMD ROCm, WSL's GPU bridge).
-_GPU_DEVICE_NODES: Final = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 
 class EmbedderCache:
@@ -62,7 +58,7 @@ class EmbedderCache:
     def get(self, settings: EmbeddingSettings, model: str | None = None) -> Embedder:
         """The embedder for ``model`` (default ``settings.model``), falling back if need be."""
         requested = model or settings.model
-        device = embedding_device(settings.device, requested)
+        device = resolve_device(settings.device, requested)
         # The export folder is only where ONNX files are kept: it changes no vector.
         key = (requested, device, settings.model_dump_json(exclude={"export_dir"}))
         with self._lock:
@@ -169,7 +165,8 @@ class EmbedderCache:
         if not resolved.is_local:
             # A hub model is on disk once loaded (downloaded into the hub cache); it is
             # exported from there, and later runs find it there first.
-            loaded = load_model(resolved, "cpu", settings)
+            if loaded is None:
+                loaded = load_model(resolved, "cpu", settings)
             try:
                 resolved = resolve_model(resolved.name, settings, hub_allowed=False)
             except EmbeddingModelUnavailableError as error:
@@ -196,21 +193,3 @@ class EmbedderCache:
                 self._temporary_export_dir.name,
             )
         return Path(self._temporary_export_dir.name)
-
-
-def embedding_device(requested: str, model: str) -> str:
-    """The device the embedder runs on (see :func:`resolve_device`).
-
-    "auto" on a Linux machine with no GPU device node is the CPU, decided without importing
-    torch: a process running the ONNX backend then never loads torch (about 230 MB and 2 s).
-    """
-    if requested == "cpu" or (requested == "auto" and not _gpu_may_exist()):
-        return "cpu"
-    return resolve_device(requested, model)
-
-
-def _gpu_may_exist() -> bool:
-    if not sys.platform.startswith("linux"):
-        # Apple's MPS, or a platform whose GPUs only torch can tell.
-        return True
-    return any(Path(node).exists() for node in _GPU_DEVICE_NODES)
