@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -25,3 +26,9 @@ def installed_versions(packages: Iterable[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "absent"
     return versions
+
+
+def digest(description: object) -> str:
+    """A short, stable hash of a JSON-serializable description (keys sorted)."""
+    encoded = json.dumps(description, sort_keys=True).encode("utf-8")
+    return hashlib.sha256(encoded).hexdigest()[:16]

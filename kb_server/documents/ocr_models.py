@@ -14,19 +14,15 @@
 
 The files live in ``<ocr.export_dir>/ocr-<fingerprint>/`` with a manifest; the fingerprint
 covers the source models, the calibration images, the library versions and this module's
-format, so a change to any of them makes a new folder. A file lock keeps two processes from
-building the same folder, and a folder appears only complete (built aside, then renamed).
+format, so a change to any of them makes a new folder; it is built once
+(kb_server/model_exports.py: aside, then renamed into place under a file lock).
 When anything goes wrong the engine runs the original models and a warning says why.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import logging
-import shutil
-import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -36,11 +32,12 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 import numpy as np
-from filelock import FileLock, Timeout
+from filelock import Timeout
 from numpy.typing import NDArray
 from pydantic import BaseModel, ValidationError
 
-from kb_server.fingerprints import file_sha256, installed_versions
+from kb_server.fingerprints import digest, file_sha256, installed_versions
+from kb_server.model_exports import build_once
 from kb_server.settings import DEFAULT_KB_ROOT, OcrSettings, default_export_dir
 
 logger = logging.getLogger(__name__)
@@ -153,8 +150,7 @@ def _fingerprint() -> str:
         "calibration": {path.name: file_sha256(path) for path in calibration_images()},
         "versions": installed_versions(_VERSIONED_PACKAGES),
     }
-    encoded = json.dumps(description, sort_keys=True).encode("utf-8")
-    return hashlib.sha256(encoded).hexdigest()[:16]
+    return digest(description)
 
 
 def calibration_images() -> list[Path]:
@@ -184,52 +180,34 @@ def _ensure_built(
     settings: OcrSettings, build_engine: EngineFactory
 ) -> tuple[Path, OcrModelManifest]:
     folder = models_folder(settings)
-    manifest = read_manifest(folder)
-    if manifest is not None:
-        return folder, manifest
-    folder.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(staging: Path) -> OcrModelManifest:
+        started = time.perf_counter()
+        try:
+            manifest = _write_models(staging, folder.name.removeprefix("ocr-"), build_engine)
+        except OcrModelBuildError:
+            raise
+        except Exception as error:  # onnx / ONNX Runtime raise many kinds; none may break OCR
+            raise OcrModelBuildError(f"{type(error).__name__}: {error}") from error
+        manifest.build_seconds = round(time.perf_counter() - started, 2)
+        (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+        logger.info(
+            "Built OCR models in %s (%.1f s): rewrites %s; int8 %s (agreement %.3f)",
+            folder,
+            manifest.build_seconds,
+            manifest.rewrites,
+            "accepted" if manifest.int8_accepted else "REJECTED",
+            manifest.int8_agreement,
+        )
+        return manifest
+
     try:
-        with FileLock(f"{folder}.lock", timeout=BUILD_LOCK_TIMEOUT_S):
-            manifest = read_manifest(folder)  # another process may have built it meanwhile
-            if manifest is None:
-                manifest = _build(folder, build_engine)
+        manifest = build_once(folder, read_manifest, write, lock_timeout_s=BUILD_LOCK_TIMEOUT_S)
     except Timeout as error:
         raise OcrModelBuildError(
             f"another process held {error.lock_file} for over {BUILD_LOCK_TIMEOUT_S:.0f} s"
         ) from error
     return folder, manifest
-
-
-def _build(folder: Path, build_engine: EngineFactory) -> OcrModelManifest:
-    for leftover in folder.parent.glob(f".{folder.name}.*.partial"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
-    )
-    started = time.perf_counter()
-    try:
-        manifest = _write_models(staging, folder.name.removeprefix("ocr-"), build_engine)
-        manifest.build_seconds = round(time.perf_counter() - started, 2)
-        (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)  # unusable (read_manifest said so): replaced as a whole
-        staging.chmod(0o755)
-        staging.rename(folder)
-    except OcrModelBuildError:
-        raise
-    except Exception as error:  # onnx / ONNX Runtime raise many kinds; none may break OCR
-        raise OcrModelBuildError(f"{type(error).__name__}: {error}") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info(
-        "Built OCR models in %s (%.1f s): rewrites %s; int8 %s (agreement %.3f)",
-        folder,
-        manifest.build_seconds,
-        manifest.rewrites,
-        "accepted" if manifest.int8_accepted else "REJECTED",
-        manifest.int8_agreement,
-    )
-    return manifest
 
 
 def _write_models(staging: Path, fingerprint: str, build_engine: EngineFactory) -> OcrModelManifest:

@@ -6,8 +6,6 @@ without importing torch or sentence-transformers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -19,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from kb_server.embedding.probes import ProbeAgreement
 from kb_server.embedding.resolution import ResolvedModel, weights_location
-from kb_server.fingerprints import installed_versions
+from kb_server.fingerprints import digest, installed_versions
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +125,7 @@ def weights_fingerprint(resolved: ResolvedModel) -> str:
         "files": _file_stats(Path(location)) if resolved.is_local else [],
         "versions": package_versions(),
     }
-    encoded = json.dumps(description, sort_keys=True).encode("utf-8")
-    return hashlib.sha256(encoded).hexdigest()[:16]
+    return digest(description)
 
 
 def package_versions() -> dict[str, str]:

@@ -2,16 +2,14 @@
 
 The graph is the whole SentenceTransformer (transformer, pooling, Dense, Normalize), traced
 with torch.onnx; int8 is ONNX Runtime's dynamic quantization of the MatMul weights, per
-channel. An export is written into a hidden staging folder and renamed into place under a
-file lock, so a folder that exists is complete and two processes never export it twice.
+channel. An export is made once per folder (kb_server/model_exports.py: built aside, renamed
+into place under a file lock).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import shutil
-import tempfile
 import time
 import warnings
 from datetime import datetime, timezone
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-from filelock import FileLock, Timeout
+from filelock import Timeout
 from numpy.typing import NDArray
 
 from kb_server.embedding.export_manifest import (
@@ -46,6 +44,7 @@ from kb_server.embedding.probes import (
 from kb_server.embedding.resolution import ResolvedModel
 from kb_server.embedding.sentence_transformer import LoadedModel, load_model
 from kb_server.errors import EmbeddingModelUnavailableError
+from kb_server.model_exports import build_once
 from kb_server.settings import EmbeddingSettings
 
 logger = logging.getLogger(__name__)
@@ -75,17 +74,24 @@ def ensure_export(
     if not resolved.is_local:
         raise OnnxBackendError(f"{resolved} is not on disk yet; it is exported once it is")
     folder = export_folder(resolved, export_dir)
-    existing = read_export(folder)
-    if existing is not None:
-        return existing
+
+    def write(staging: Path) -> OnnxExport:
+        fingerprint = folder.name.rsplit("-", 1)[-1]
+        manifest = _write_export(staging, resolved, fingerprint, settings, loaded)
+        logger.info(
+            "Exported embedding model %s to ONNX in %s (%.1f s). float32 vs torch: %s. int8 "
+            "vs float32: %s: %s",
+            resolved.name,
+            folder,
+            manifest.export_seconds,
+            manifest.float_check.describe(),
+            "accepted" if manifest.int8_accepted else "REJECTED",
+            manifest.int8_check.describe(),
+        )
+        return OnnxExport(folder=folder, manifest=manifest)
+
     try:
-        export_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{folder}.lock", timeout=EXPORT_LOCK_TIMEOUT_S):
-            # Another process may have finished it while this one waited.
-            existing = read_export(folder)
-            if existing is not None:
-                return existing
-            return _export(resolved, folder, settings, loaded)
+        return build_once(folder, read_export, write, lock_timeout_s=EXPORT_LOCK_TIMEOUT_S)
     except Timeout as error:
         raise OnnxBackendError(
             f"another process held the export lock {error.lock_file} for over "
@@ -93,39 +99,6 @@ def ensure_export(
         ) from error
     except OSError as error:
         raise OnnxBackendError(f"cannot write the export under {export_dir}: {error}") from error
-
-
-def _export(
-    resolved: ResolvedModel, folder: Path, settings: EmbeddingSettings, loaded: LoadedModel | None
-) -> OnnxExport:
-    # Staging folders of a process that died while exporting; only the lock holder makes one.
-    for leftover in folder.parent.glob(f".{folder.name}.*.partial"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
-    )
-    try:
-        fingerprint = folder.name.rsplit("-", 1)[-1]
-        manifest = _write_export(staging, resolved, fingerprint, settings, loaded)
-        if folder.exists():
-            # An unusable earlier export (read_export said so): replaced as a whole.
-            shutil.rmtree(folder)
-        # mkdtemp made it private (0700); an export is readable like any model folder.
-        staging.chmod(0o755)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info(
-        "Exported embedding model %s to ONNX in %s (%.1f s). float32 vs torch: %s. int8 vs "
-        "float32: %s: %s",
-        resolved.name,
-        folder,
-        manifest.export_seconds,
-        manifest.float_check.describe(),
-        "accepted" if manifest.int8_accepted else "REJECTED",
-        manifest.int8_check.describe(),
-    )
-    return OnnxExport(folder=folder, manifest=manifest)
 
 
 def _write_export(
