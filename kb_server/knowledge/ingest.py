@@ -94,7 +94,6 @@ class KbWriter(KeywordSync):
         self.save_store = save_store
         self.keywords = keywords
         self.analyzer = analyzer
-        self._keyword_analyzer_checked = False
         self.pipeline = pipeline
         self.batch_size = batch_size
         self.progress: IngestProgress = SerializedProgress(progress)
@@ -151,9 +150,7 @@ class KbWriter(KeywordSync):
         window = self.batch_size * EMBED_WINDOW_BATCHES
         # Image files are read last: their OCR then runs beside the embedding of the other
         # files' chunks, instead of first, with nothing to embed yet.
-        reading_order = sorted(
-            file_names, key=lambda name: Path(name).suffix.lower() in ImageLoader.suffixes
-        )
+        reading_order = sorted(file_names, key=self._is_image)
         with Prefetcher(
             prepare,
             reading_order,
@@ -177,11 +174,8 @@ class KbWriter(KeywordSync):
                     self._file_done(name, "unchanged", chunks=outcome.unchanged.chunk_count)
                     continue
                 if outcome.prepared is None:
-                    reason = "file not found in the content folder"
-                    if outcome.known_empty is not None:
-                        reason = outcome.known_empty.error
-                    report.files_failed[name] = reason
-                    self._file_done(name, "failed", reason)
+                    report.files_failed[name] = outcome.failed
+                    self._file_done(name, "failed", outcome.failed)
                     continue
                 prepared = outcome.prepared
                 group.append(prepared)
@@ -220,7 +214,7 @@ class KbWriter(KeywordSync):
         path = self.paths.content_file(file_name)
         wanted = splitter or (splitter_of(row) if row else self.kb_splitter)
         if not path.is_file():
-            return FileOutcome(file_name)
+            return FileOutcome(file_name, failed="file not found in the content folder")
         with self.clock.timing("read"):
             stat = path.stat()
             sha = file_sha256(path)
@@ -228,7 +222,7 @@ class KbWriter(KeywordSync):
         if unchanged_ids is not None:
             return FileOutcome(file_name, unchanged=row, unchanged_ids=unchanged_ids)
         if not force and row is not None and self._known_empty(row, sha, wanted):
-            return FileOutcome(file_name, known_empty=row)
+            return FileOutcome(file_name, failed=NO_TEXT_REASON)
         prepared = PreparedFile(file_name, sha, stat.st_size, stat.st_mtime, wanted, previous=row)
         read_and_split(
             prepared,
@@ -316,6 +310,13 @@ class KbWriter(KeywordSync):
         chunk_ids = self._chunk_ids(row)
         return chunk_ids if all(i in indexed_ids for i in chunk_ids) else None
 
+    def _is_image(self, file_name: str) -> bool:
+        """Read by the image loader (its own suffixes, or ones mapped to it in settings)."""
+        registry = self.pipeline.registry
+        return registry.is_supported(file_name) and (
+            registry.loader_for(file_name).name == ImageLoader.name
+        )
+
     @staticmethod
     def _known_empty(row: KnowledgeFile, sha: str, wanted: SplitterSettings) -> bool:
         return (
@@ -331,12 +332,11 @@ class KbWriter(KeywordSync):
 
     def _store_group(self, group: list[PreparedFile], report: IngestReport) -> None:
         started = time.perf_counter()
-        ready = [prepared for prepared in group if prepared.chunks]
+        # _chunks_to_embed gave every file one vector row per chunk (none for no chunks).
         vectors = np.concatenate(
-            [np.zeros((0, self.dimension), dtype=np.float32)]
-            + [prepared.vectors for prepared in ready if prepared.vectors is not None]
+            [prepared.vectors for prepared in group if prepared.vectors is not None]
         )
-        terms = [term_list for prepared in ready for term_list in prepared.terms]
+        terms = [term_list for prepared in group for term_list in prepared.terms]
         failpoint("ingest.loaded")
         new_ids: list[int] = []
         old_ids: list[int] = []

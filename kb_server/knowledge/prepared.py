@@ -55,14 +55,15 @@ class PreparedFile:
 
 @dataclass
 class FileOutcome:
-    """What the reader thread made of one file name: prepared, unchanged or missing."""
+    """What the reader thread made of one file name: prepared, unchanged or failed."""
 
     file_name: str
     prepared: PreparedFile | None = None
     unchanged: KnowledgeFile | None = None
-    # Unchanged, and known to hold no text (NO_TEXT_REASON): not read again.
-    known_empty: KnowledgeFile | None = None
     unchanged_ids: list[int] = field(default_factory=list)
+    # Why the file was not read: missing, or unchanged and known to hold no text
+    # (NO_TEXT_REASON, not read again).
+    failed: str = ""
 
 
 class StageClock:

@@ -161,3 +161,39 @@ def test_an_error_while_reading_stops_the_ingest_and_its_thread(
     assert service.list_files("notes") == []
     assert service.store_for(service.kb_row("notes")).count() == 0
     assert KbMaintenance(service).check("notes").content_without_rows == names
+
+
+class LoadingOrder(NoProgress):
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+
+    def file_stage(self, file_name: str, stage: str, done: int, total: int) -> None:
+        if stage == "loading" and file_name not in self.loaded:
+            self.loaded.append(file_name)
+
+
+def test_image_files_are_read_after_the_others(
+    tmp_path: Path, counting_embedder: CountingEmbedder, cjk_font_path: Path
+) -> None:
+    """Their OCR then runs beside the embedding; a suffix mapped to the image loader in the
+    settings counts as an image too."""
+    settings = load_settings(
+        kb_root=tmp_path / "kb_root",
+        embedding={"model": MINILM},
+        documents={"extra_suffixes": {".tif": "image"}},
+    )
+    service = KnowledgeBaseService(settings, embedder_provider=lambda _: counting_embedder)
+    service.create_kb("mixed")
+    content = service.paths("mixed").content
+    render_text_image(["扫描文件"], cjk_font_path).save(content / "a_scan.tif")
+    render_text_image(["知识库问答系统"], cjk_font_path).save(content / "b_shot.png")
+    add_text(service, "mixed", "c_notes.txt", CATS)
+    add_text(service, "mixed", "d_more.txt", ROCKETS)
+    order = LoadingOrder()
+
+    report = service.add_files(
+        "mixed", ["a_scan.tif", "b_shot.png", "c_notes.txt", "d_more.txt"], progress=order
+    )
+
+    assert sorted(report.files_indexed) == ["a_scan.tif", "b_shot.png", "c_notes.txt", "d_more.txt"]
+    assert order.loaded == ["c_notes.txt", "d_more.txt", "a_scan.tif", "b_shot.png"]
