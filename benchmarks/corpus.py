@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import random
@@ -24,6 +25,7 @@ import sys
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +93,7 @@ def cjk_font() -> tuple[Path, int]:
     )
 
 
-# -- Markdown and plain text ------------------------------------------------------------------
+# -- Images -----------------------------------------------------------------------------------
 
 
 class _Painter:
@@ -113,13 +115,19 @@ class _Painter:
         self.drawn.append(text)
 
     def wrap(self, text: str, size: int, width: float) -> list[str]:
-        lines, line = [], ""
-        for char in text:
-            if self.font(size).getlength(line + char) > width:
-                lines.append(line)
-                line = ""
-            line += char
-        return [*lines, line] if line else lines
+        return wrap(text, width, self.font(size).getlength)
+
+
+def wrap(text: str, width: float, measure: Callable[[str], float]) -> list[str]:
+    """``text`` cut into lines no wider than ``width``, character by character (Chinese has
+    no spaces to break at)."""
+    lines, line = [], ""
+    for char in text:
+        if measure(line + char) > width:
+            lines.append(line)
+            line = ""
+        line += char
+    return [*lines, line] if line else lines
 
 
 def screenshot(prose: Prose, font: tuple[Path, int]) -> tuple[Image.Image, list[str]]:
@@ -223,6 +231,7 @@ def write_pdf(path: Path, prose: Prose, font: tuple[Path, int], summary: CorpusS
     page_w, page_h = A4
     canvas = Canvas(str(path), pagesize=A4, invariant=True)
     canvas.setTitle("产品白皮书")
+    width_of = functools.partial(pdfmetrics.stringWidth, fontName=font_name, fontSize=11)
     for number in range(1, PDF_PAGES + 1):
         if number == PDF_SCANNED_PAGE:
             image, drawn = scanned_page(prose, font)
@@ -237,18 +246,12 @@ def write_pdf(path: Path, prose: Prose, font: tuple[Path, int], summary: CorpusS
             canvas.setFont(font_name, 11)
             y = page_h - 105
             while y > 70:
-                words = prose.paragraph(2, 4)
-                line = ""
-                for char in words + "\n":
-                    too_wide = pdfmetrics.stringWidth(line + char, font_name, 11) > page_w - 112
-                    if char == "\n" or too_wide:
-                        canvas.drawString(56, y, line)
-                        y -= 17
-                        line = "" if char == "\n" else char
-                        if y <= 70:
-                            break
-                    else:
-                        line += char
+                paragraph = prose.paragraph(2, 4)
+                for line in wrap(paragraph, page_w - 112, width_of):
+                    canvas.drawString(56, y, line)
+                    y -= 17
+                    if y <= 70:
+                        break
                 y -= 8
         canvas.showPage()
         summary.counts["pdf_pages"] += 1

@@ -151,6 +151,3 @@ def text_document(prose: Prose, target_chars: int) -> str:
         lines += [prose.paragraph(4, 9) for _ in range(prose.rng.randint(2, 4))]
         lines.append("")
     return "\n".join(lines)
-
-
-# -- Images -----------------------------------------------------------------------------------

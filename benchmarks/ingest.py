@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,6 +206,13 @@ def run_figures(report: IngestReport, seconds: float) -> RunFigures:
     )
 
 
+def timed(run: Callable[[str], IngestReport]) -> RunFigures:
+    """One ingest of the benchmark KB, with its wall seconds."""
+    started = time.perf_counter()
+    report = run(KB_NAME)
+    return run_figures(report, time.perf_counter() - started)
+
+
 def build(args: argparse.Namespace) -> int:
     """The child process: build the KB under ``args.build``, write figures to ``args.result``."""
     logging.basicConfig(level=logging.WARNING)
@@ -222,30 +230,24 @@ def build(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     service.create_kb(KB_NAME)
     create_kb_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    first_report = maintenance.recreate(KB_NAME)
-    first = run_figures(first_report, time.perf_counter() - started)
+    first = timed(maintenance.recreate)
     process_seconds = time.time() - args.spawned_at
     usage = resource.getrusage(resource.RUSAGE_SELF)
     load_average = (load_before, os.getloadavg()[0])
     rss_first = peak_rss_mb()
 
-    started = time.perf_counter()
-    rerun = run_figures(maintenance.recreate(KB_NAME), 0.0)
-    rerun.seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    increment = run_figures(maintenance.increment(KB_NAME), 0.0)
-    increment.seconds = time.perf_counter() - started
+    rerun = timed(maintenance.recreate)
+    increment = timed(maintenance.increment)
 
     kb = service.get_kb(KB_NAME)
-    texts = [
-        chunk.text
-        for info in service.list_files(KB_NAME)
-        for chunk in service.list_chunks(KB_NAME, info.file_name)
-    ]
     embedder = service.embedder_provider(kb.embed_model)  # loaded already
     embedder_only = None
     if args.embed_only:
+        texts = [
+            chunk.text
+            for info in service.list_files(KB_NAME)
+            for chunk in service.list_chunks(KB_NAME, info.file_name)
+        ]
         batch = settings.embedding.batch_size
         ordered = sorted(texts, key=len, reverse=True)
         started = time.perf_counter()
@@ -268,38 +270,40 @@ def build(args: argparse.Namespace) -> int:
         rerun=rerun,
         increment=increment,
         embedder_only_seconds=embedder_only,
-        chunks_total=len(texts),
+        chunks_total=kb.chunk_count,
     )
     args.result.write_text(json.dumps(dataclasses.asdict(figures)), encoding="utf-8")
     return 0
 
 
 def run_model_preparation(kb_root: Path, args: argparse.Namespace) -> dict[str, float]:
-    result = kb_root.parent / "model.json"
-    command = [sys.executable, str(Path(__file__).resolve()), "--prepare-model", str(kb_root)]
-    command += ["--result", str(result)]
-    command += ["--model", args.model] if args.model else []
-    command += ["--backend", args.backend] if args.backend else []
-    if subprocess.run(command, check=False).returncode != 0:
-        raise SystemExit("loading the embedding model failed")
-    figures: dict[str, float] = json.loads(result.read_text(encoding="utf-8"))
+    figures: dict[str, float] = run_self(
+        "--prepare-model", kb_root, args, [], "loading the models failed (exit status {status})"
+    )
     return figures
 
 
 def run_child(kb_root: Path, args: argparse.Namespace) -> BuildFigures:
-    result = kb_root.parent / "figures.json"
-    command = [sys.executable, str(Path(__file__).resolve()), "--build", str(kb_root)]
-    command += ["--result", str(result), "--spawned-at", repr(time.time())]
-    if args.model:
-        command += ["--model", args.model]
-    if args.backend:
-        command += ["--backend", args.backend]
-    if not args.embed_only:
-        command.append("--no-embed-only")
+    extra = ["--spawned-at", repr(time.time())]
+    extra += [] if args.embed_only else ["--no-embed-only"]
+    failure = "the build process failed with exit status {status}"
+    return BuildFigures.from_dict(run_self("--build", kb_root, args, extra, failure))
+
+
+def run_self(
+    mode: str, kb_root: Path, args: argparse.Namespace, extra: list[str], failure: str
+) -> dict[str, Any]:
+    """Run this script in a child process in ``mode`` on ``kb_root``; the figures it wrote."""
+    result = kb_root.parent / f"{mode.lstrip('-')}.json"
+    command = [sys.executable, str(Path(__file__).resolve()), mode, str(kb_root)]
+    command += ["--result", str(result), *extra]
+    command += ["--model", args.model] if args.model else []
+    command += ["--backend", args.backend] if args.backend else []
     completed = subprocess.run(command, check=False)
     if completed.returncode != 0:
-        raise SystemExit(f"the build process failed with exit status {completed.returncode}")
-    return BuildFigures.from_dict(json.loads(result.read_text(encoding="utf-8")))
+        raise SystemExit(failure.format(status=completed.returncode))
+    figures: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
+    return figures
 
 
 def prepare_input(args: argparse.Namespace, content: Path) -> Figures:

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from corpus import cjk_font, scanned_page, screenshot  # noqa: E402
 from corpus_text import Prose  # noqa: E402
 
-OUTPUT = ROOT / "kb_server" / "documents" / "ocr_calibration"
+from kb_server.documents.ocr_models import CALIBRATION_DIR as OUTPUT  # noqa: E402
+
 SEED = 20261206
 SCANNED_TOP_PX = 900
 
