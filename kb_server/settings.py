@@ -9,16 +9,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "configs" / "settings.yaml"
 DEFAULT_KB_ROOT = PROJECT_ROOT / "knowledge_base"
 CONFIG_FILE_ENV = "KB_CONFIG_FILE"
+
+
+def _from_project_root(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    path = path.expanduser()
+    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+
+
+# A folder setting: "~" expanded, a relative path taken from the project root.
+OptionalProjectPath = Annotated[Path | None, AfterValidator(_from_project_root)]
 
 
 class SplitterSettings(BaseModel):
@@ -60,12 +78,7 @@ class OcrSettings(BaseModel):
     model_variant: Literal["original", "optimized", "int8"] = "int8"
     # Where the optimized and int8 models are kept. None: under kb_root (Settings fills it
     # in); an OcrSettings made alone uses the default kb_root's folder.
-    export_dir: Path | None = None
-
-    @field_validator("export_dir")
-    @classmethod
-    def _export_dir_from_project_root(cls, value: Path | None) -> Path | None:
-        return _from_project_root(value)
+    export_dir: OptionalProjectPath = None
 
 
 class DocumentSettings(BaseModel):
@@ -109,17 +122,12 @@ class EmbeddingSettings(BaseModel):
     backend: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
     # Where ONNX exports are kept, one folder per model and fingerprint. None: under kb_root
     # (Settings fills it in); an EmbeddingSettings made alone uses a temporary folder.
-    export_dir: Path | None = None
+    export_dir: OptionalProjectPath = None
     batch_size: int = Field(32, ge=1, le=4096)
     # Threads on CPU (torch, or each ONNX Runtime session); 0: torch's default, or for ONNX
     # Runtime every core this process may use.
     cpu_threads: int = Field(0, ge=0)
     models: dict[str, EmbeddingModelSettings] = Field(default_factory=dict)
-
-    @field_validator("export_dir")
-    @classmethod
-    def _export_dir_from_project_root(cls, value: Path | None) -> Path | None:
-        return _from_project_root(value)
 
 
 class PgVectorSettings(BaseModel):
@@ -388,10 +396,3 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 def default_export_dir(kb_root: Path) -> Path:
     """Where ONNX exports of embedding and OCR models go when their export_dir is not set."""
     return kb_root / ".model_exports"
-
-
-def _from_project_root(path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    path = path.expanduser()
-    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
