@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kb_server.db.schema import VERSION_TABLE, target_metadata, upgrade_schema
 from kb_server.settings import Settings
+
+# How long a SQLite connection waits for another one's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 30.0
+_WAL_RETRY_PAUSE_S = 0.02
 
 
 def database_url(settings: Settings) -> str:
@@ -29,12 +35,30 @@ def _json_dumps(value: Any) -> str:
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL: readers never block the writer and never see a half-written transaction.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     # Writers from other processes wait instead of failing at once with "database is locked".
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, waiting for other connections doing the same.
+
+    Processes that open a new database at once (API workers starting together) all switch
+    it to WAL; SQLite answers all but one "database is locked" at once, without its busy
+    wait (waiting there could deadlock), so the others try again until it is done.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(_WAL_RETRY_PAUSE_S)
 
 
 def make_engine(url: str) -> Engine:
@@ -44,7 +68,7 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
             json_serializer=_json_dumps,
         )
         event.listen(engine, "connect", _configure_sqlite)

@@ -77,6 +77,34 @@ def test_fresh_database_upgraded_from_two_processes_at_once(db_url: str, engine:
     _assert_upgraded_once(engine)
 
 
+def _open_fresh_databases(folder: str, count: int, start: ProcessBarrier) -> None:
+    for index in range(count):
+        engine = make_engine(f"sqlite:///{folder}/fresh_{index}.db")
+        try:
+            start.wait(BARRIER_TIMEOUT_S)
+            with engine.connect() as connection:
+                mode = connection.execute(text("PRAGMA journal_mode")).scalar()
+            assert mode == "wal"
+        finally:
+            engine.dispose()
+
+
+def test_processes_opening_a_new_sqlite_database_at_once_all_connect(tmp_path: Path) -> None:
+    """Each switches the new file to WAL; SQLite refuses all but one at once, without waiting."""
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(3)
+    processes = [
+        spawn.Process(target=_open_fresh_databases, args=(str(tmp_path), 10, start))
+        for _ in range(3)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(BARRIER_TIMEOUT_S * 2)
+
+    assert [process.exitcode for process in processes] == [0, 0, 0]
+
+
 def _run_cli(command: str, db_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KB_DATABASE_URL": db_url, "KB_KB_ROOT": str(tmp_path / "kb_root")}
     return subprocess.run(
