@@ -66,9 +66,6 @@ class OcrSettings(BaseModel):
     det_limit_side_len: int = Field(960, ge=32)
     threads: int = Field(1, ge=1)
     min_image_side_px: int = Field(32, ge=1)
-    # Text lines recognized per model run. Each run pads its lines to the widest, so one
-    # line a run does the least work: 45% less recognition time on UI screenshots.
-    rec_batch_num: int = Field(1, ge=1, le=64)
     # Which detection and recognition models run (kb_server/documents/ocr_models.py).
     # original: RapidOCR's bundled files. optimized: the same graphs rewritten exactly (fused
     # activations and affine ops), made once per machine. int8: those, with the recognizer's

@@ -17,6 +17,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from kb_server.documents.ocr_models import OcrEngine, ocr_model_files
+from kb_server.documents.ocr_models import OcrEngine, ocr_model_files, source_models
 from kb_server.errors import OcrUnavailableError
 from kb_server.settings import OcrSettings
 
@@ -142,17 +143,21 @@ class RapidOcrReader:
             for option, path in (("det_model_path", det_model), ("rec_model_path", rec_model))
             if path is not None
         }
+        # Every session on one thread; the detector gets its own session on ``threads``
+        # below, and the recognizer reads that many lines at once (one thread each).
         engine = _import_engine_class()(
             det_limit_type=self.settings.det_limit_type,
             det_limit_side_len=self.settings.det_limit_side_len,
-            intra_op_num_threads=threads,
-            inter_op_num_threads=threads,
-            rec_batch_num=self.settings.rec_batch_num,
+            intra_op_num_threads=1,
+            inter_op_num_threads=1,
             **model_paths,
             **_ENGINE_FIXED_OPTIONS,
         )
         if self.settings.det_limit_type == "max":
             _limit_detector_input(engine, self.settings.det_limit_side_len)
+        if threads > 1:
+            _run_detector_on_threads(engine, det_model or source_models()["det"], threads)
+        _recognize_lines_at_own_width(engine, threads)
         return engine
 
 
@@ -177,6 +182,85 @@ def _limit_detector_input(engine: Any, longer_side: int) -> None:
         return DetPreProcess(longer_side, "max", mean, std)
 
     detector.get_preprocess = limited_preprocess
+
+
+class _LineRecognizer:
+    """RapidOCR's text recognizer, run on one text line at a time at the line's own width.
+
+    RapidOCR pads every line to at least 320 px (at the model's 48 px height) and a batch's
+    lines to its widest; the model's time grows with the padded width, so a short UI label
+    cost as much as a line of text. Each line here runs alone at its own width.
+    ``session`` stays the wrapped recognizer's, so it can be swapped (calibration records
+    the lines through it).
+    """
+
+    def __init__(self, recognizer: Any, workers: int) -> None:
+        self._recognizer = recognizer
+        self._pool = ThreadPoolExecutor(workers, "ocr-line") if workers > 1 else None
+
+    @property
+    def session(self) -> Any:
+        return self._recognizer.session
+
+    @session.setter
+    def session(self, session: Any) -> None:
+        self._recognizer.session = session
+
+    def __call__(
+        self, crops: Sequence[NDArray[np.uint8]], return_word_box: bool = False
+    ) -> tuple[list[tuple[str, float]], float]:
+        if return_word_box:  # word boxes need RapidOCR's own batch geometry
+            result: tuple[list[tuple[str, float]], float] = self._recognizer(crops, return_word_box)
+            return result
+        started = time.perf_counter()
+        if self._pool is None or len(crops) < 2:
+            lines = [self._read_line(crop) for crop in crops]
+        else:
+            # Longest lines first, so that the workers finish at about the same time.
+            order = sorted(range(len(crops)), key=lambda index: -_aspect_ratio(crops[index]))
+            read = self._pool.map(self._read_line, [crops[index] for index in order])
+            by_index = dict(zip(order, read, strict=True))
+            lines = [by_index[index] for index in range(len(crops))]
+        return lines, time.perf_counter() - started
+
+    def _read_line(self, crop: NDArray[np.uint8]) -> tuple[str, float]:
+        batch = self._recognizer.resize_norm_img(crop, _aspect_ratio(crop))[np.newaxis]
+        predictions = self._recognizer.session(batch)[0]
+        text, score = self._recognizer.postprocess_op(predictions)[0]
+        return str(text), float(score)
+
+
+def _aspect_ratio(crop: NDArray[np.uint8]) -> float:
+    height, width = crop.shape[:2]
+    return float(width) / float(height)
+
+
+def _recognize_lines_at_own_width(engine: Any, workers: int) -> None:
+    try:
+        engine.text_rec = _LineRecognizer(engine.text_rec, workers)
+    except AttributeError as error:
+        logger.warning("OCR recognizer left as it is (unexpected RapidOCR layout: %s)", error)
+
+
+def _run_detector_on_threads(engine: Any, model: Path, threads: int) -> None:
+    """Give the detector a session of its own on ``threads`` threads (one image, one run)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    # As in the embedder: idle threads sleep, leaving the core to whatever else runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        holder = engine.text_det.infer
+        holder.session = onnxruntime.InferenceSession(
+            str(model), options, providers=["CPUExecutionProvider"]
+        )
+    except AttributeError as error:
+        logger.warning("OCR detector left on one thread (unexpected RapidOCR layout: %s)", error)
 
 
 @functools.cache

@@ -43,7 +43,7 @@ from kb_server.settings import DEFAULT_KB_ROOT, OcrSettings, default_export_dir
 logger = logging.getLogger(__name__)
 
 # Bump when the files or the manifest change: older folders are then rebuilt.
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2  # 2: calibrated on text lines at their own width
 CALIBRATION_DIR: Final = Path(__file__).resolve().parent / "ocr_calibration"
 # int8 text vs float text on each calibration image (difflib ratio, 1.0 = identical).
 MIN_INT8_AGREEMENT: Final = 0.98

@@ -3,14 +3,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from kb_server.documents.base import OcrReader
 from kb_server.documents.ocr import (
+    RapidOcrReader,
     TextBox,
     UnreadableImageError,
     get_ocr_reader,
@@ -151,18 +154,75 @@ SCREENSHOT_LINES = [
 ]
 
 
-def test_default_settings_read_a_screenshot_exactly(cjk_font_path: Path) -> None:
-    """A 1000x600 UI screenshot with 22 px text, read with the default (int8) models."""
-    font = ImageFont.truetype(str(cjk_font_path), 22)
+def render_screenshot(font_path: Path) -> bytes:
+    """A 1000x600 UI screenshot with 22 px text: a title bar and five lines, as PNG."""
+    font = ImageFont.truetype(str(font_path), 22)
     image = Image.new("RGB", (1000, 600), (245, 245, 245))
     draw = ImageDraw.Draw(image)
     draw.rectangle([0, 0, 1000, 44], fill=(40, 90, 160))
     for index, line in enumerate(SCREENSHOT_LINES):
         color = "white" if index == 0 else "black"
         draw.text((30, 10 + index * 60), line, font=font, fill=color)
+    return image_bytes(image, "PNG")
+
+
+def test_default_settings_read_a_screenshot_exactly(cjk_font_path: Path) -> None:
+    """Read with the default (int8) models."""
     settings = load_settings().ocr
     reader = get_ocr_reader(settings)
 
-    assert reader.read_image(image_bytes(image, "PNG")).splitlines() == SCREENSHOT_LINES
+    assert reader.read_image(render_screenshot(cjk_font_path)).splitlines() == SCREENSHOT_LINES
     assert settings.model_variant == "int8"
     assert reader.model_variant == "int8"
+
+
+class RecordingSession:
+    """Wraps the recognizer's model session: the input shape and thread of every run."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.shapes: list[tuple[int, ...]] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, batch: Any) -> Any:
+        self.shapes.append(tuple(batch.shape))
+        self.threads.add(threading.current_thread().name)
+        return self._session(batch)
+
+
+def recording_reader(settings: OcrSettings) -> tuple[RapidOcrReader, RecordingSession]:
+    reader = RapidOcrReader(settings)
+    reader.warm_up()
+    recognizer = reader._engine.text_rec  # type: ignore[union-attr]
+    recorder = RecordingSession(recognizer.session)
+    recognizer.session = recorder
+    return reader, recorder
+
+
+def test_each_text_line_is_recognized_alone_at_its_own_width(cjk_font_path: Path) -> None:
+    """RapidOCR pads every line to at least 320 px at the model's 48 px height; a short
+    label costs as little as its width here."""
+    lines = ["设置", "上传文档后系统会自动切分并生成向量索引。"]
+    reader, recorder = recording_reader(load_settings().ocr)
+
+    text = reader.read_image(image_bytes(render_text_image(lines, cjk_font_path), "PNG"))
+
+    assert text.splitlines() == lines
+    assert [shape[0] for shape in recorder.shapes] == [1, 1]
+    widths = sorted(shape[3] for shape in recorder.shapes)
+    assert widths[0] < 160 < 320 < widths[1]
+    assert {shape[2] for shape in recorder.shapes} == {48}
+
+
+def test_two_threads_read_lines_at_once_in_reading_order(cjk_font_path: Path) -> None:
+    settings = load_settings().ocr.model_copy(update={"threads": 2})
+    reader, recorder = recording_reader(settings)
+
+    text = reader.read_image(render_screenshot(cjk_font_path))
+
+    assert text.splitlines() == SCREENSHOT_LINES
+    assert len(recorder.shapes) == len(SCREENSHOT_LINES)
+    assert len(recorder.threads) == 2
+    assert all(name.startswith("ocr-line") for name in recorder.threads)
+    detector = reader._engine.text_det.infer.session  # type: ignore[union-attr]
+    assert detector.get_session_options().intra_op_num_threads == 2
