@@ -143,8 +143,8 @@ class RapidOcrReader:
             for option, path in (("det_model_path", det_model), ("rec_model_path", rec_model))
             if path is not None
         }
-        # Every session on one thread; the detector gets its own session on ``threads``
-        # below, and the recognizer reads that many lines at once (one thread each).
+        # Every session on one thread; the detector gets a session of its own below, and the
+        # recognizer reads ``threads`` lines at once (one thread each).
         engine = _import_engine_class()(
             det_limit_type=self.settings.det_limit_type,
             det_limit_side_len=self.settings.det_limit_side_len,
@@ -155,8 +155,7 @@ class RapidOcrReader:
         )
         if self.settings.det_limit_type == "max":
             _limit_detector_input(engine, self.settings.det_limit_side_len)
-        if threads > 1:
-            _run_detector_on_threads(engine, det_model or source_models()["det"], threads)
+        _give_detector_own_session(engine, det_model or source_models()["det"], threads)
         _recognize_lines_at_own_width(engine, threads)
         return engine
 
@@ -242,14 +241,21 @@ def _recognize_lines_at_own_width(engine: Any, workers: int) -> None:
         logger.warning("OCR recognizer left as it is (unexpected RapidOCR layout: %s)", error)
 
 
-def _run_detector_on_threads(engine: Any, model: Path, threads: int) -> None:
-    """Give the detector a session of its own on ``threads`` threads (one image, one run)."""
+def _give_detector_own_session(engine: Any, model: Path, threads: int) -> None:
+    """Run the detector in a session on ``threads`` threads that keeps its memory arena.
+
+    RapidOCR turns ONNX Runtime's arena off for every model. Measured on a 2-core machine,
+    detection then took 0.25 s per 960x576 input instead of 0.15 s with the arena. The arena
+    holds about 130 MB between images; since the detector's input is bounded (at most
+    ``det_limit_side_len`` on its longer side) so is the arena, and the peak is no higher.
+    The recognizer gains nothing from it and keeps RapidOCR's session.
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = True
     # As in the embedder: idle threads sleep, leaving the core to whatever else runs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -260,7 +266,7 @@ def _run_detector_on_threads(engine: Any, model: Path, threads: int) -> None:
             str(model), options, providers=["CPUExecutionProvider"]
         )
     except AttributeError as error:
-        logger.warning("OCR detector left on one thread (unexpected RapidOCR layout: %s)", error)
+        logger.warning("OCR detector session left as it is (unexpected RapidOCR layout: %s)", error)
 
 
 @functools.cache
