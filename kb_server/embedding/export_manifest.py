@@ -22,7 +22,7 @@ from kb_server.fingerprints import digest, installed_versions
 logger = logging.getLogger(__name__)
 
 # Bump when the files or the manifest an export holds change: older exports are then redone.
-EXPORT_FORMAT_VERSION: Final = 2
+EXPORT_FORMAT_VERSION: Final = 3  # 3: fused transformer operators
 MANIFEST_FILE: Final = "manifest.json"
 FLOAT_MODEL_FILE: Final = "model.onnx"
 INT8_MODEL_FILE: Final = "model_int8.onnx"
@@ -82,6 +82,8 @@ class ExportManifest(BaseModel):
     # The int8 graph against the float32 one; int8 is used only when accepted.
     int8_check: ProbeAgreement
     int8_accepted: bool
+    # ONNX Runtime operators the float graph was fused into, with counts ({}: none).
+    fused_operators: dict[str, int] = {}
 
 
 @dataclass(frozen=True)

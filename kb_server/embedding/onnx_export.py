@@ -1,17 +1,21 @@
 """Exporting a sentence-transformers model to ONNX (float32 and int8), once per fingerprint.
 
 The graph is the whole SentenceTransformer (transformer, pooling, Dense, Normalize), traced
-with torch.onnx; int8 is ONNX Runtime's dynamic quantization of the MatMul weights, per
+with torch.onnx; for BERT-family encoders (BERT, RoBERTa, XLM-R: MiniLM, BGE) ONNX Runtime's
+transformer optimizer then fuses attention, embedding and layer norms, bias + GELU into its
+own operators. int8 is ONNX Runtime's dynamic quantization of the MatMul weights, per
 channel. An export is made once per folder (kb_server/model_exports.py: built aside, renamed
 into place under a file lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
@@ -56,6 +60,8 @@ _ONNX_OPSET: Final = 17
 # The inputs a text encoder's tokenizer may produce, in the order the graph takes them.
 _INPUT_CANDIDATES: Final = ("input_ids", "attention_mask", "token_type_ids")
 _TRACE_TEXTS: Final = ["hello world", "知识库问答系统是什么？"]
+# transformers config model_type values whose graphs ONNX Runtime's "bert" optimizer fuses.
+_FUSABLE_MODEL_TYPES: Final = frozenset({"bert", "roberta", "xlm-roberta"})
 
 
 def ensure_export(
@@ -144,7 +150,9 @@ def _write_files(
     input_names = [name for name in _INPUT_CANDIDATES if name in sample]
     if input_names[:2] != ["input_ids", "attention_mask"]:
         raise OnnxBackendError(f"the tokenizer gives {sorted(sample)}, not input ids and a mask")
-    _export_graph(model, [sample[name] for name in input_names], input_names, staging)
+    with _eager_attention(model):
+        _export_graph(model, [sample[name] for name in input_names], input_names, staging)
+    fused_operators = _fuse_transformer_operators(staging / FLOAT_MODEL_FILE, model)
     _quantize(staging / FLOAT_MODEL_FILE, staging / INT8_MODEL_FILE)
     tokenizer.save_pretrained(str(staging))
     tokenizer_spec = tokenizer_spec_for(tokenizer, staging, input_names, max_length)
@@ -195,6 +203,7 @@ def _write_files(
         float_check=float_check,
         int8_check=int8_check,
         int8_accepted=int8_check.accepted(MIN_INT8_COSINE),
+        fused_operators=fused_operators,
     )
     (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest
@@ -233,15 +242,92 @@ def _export_graph(model: Any, inputs: list[Any], input_names: list[str], staging
         )
 
 
+def _transformers_in(model: Any) -> list[Any]:
+    from transformers import PreTrainedModel
+
+    return [module for module in model.modules() if isinstance(module, PreTrainedModel)]
+
+
+@contextlib.contextmanager
+def _eager_attention(model: Any) -> Iterator[None]:
+    """Trace attention as plain matmul + softmax ("eager"): ONNX Runtime's optimizer fuses that
+    pattern into its Attention operator, but not what scaled_dot_product_attention traces to."""
+    switched = []
+    for transformer in _transformers_in(model):
+        previous = transformer.config._attn_implementation
+        if previous == "eager":
+            continue
+        try:
+            transformer.set_attn_implementation("eager")
+        except (ValueError, NotImplementedError) as error:
+            logger.info("Attention of %s traced as it is: %s", type(transformer).__name__, error)
+            continue
+        switched.append((transformer, previous))
+    try:
+        yield
+    finally:
+        for transformer, previous in reversed(switched):
+            transformer.set_attn_implementation(previous)
+
+
+def _fuse_transformer_operators(float_model: Path, model: Any) -> dict[str, int]:
+    """Rewrite ``float_model`` in place with ONNX Runtime's fused transformer operators; the
+    count of each fused operator, or {} where the model is no BERT-family encoder or the
+    optimizer fails (the plain graph stays; the float check after this judges either).
+
+    Measured on MiniLM (2 cores, batches of 32 Chinese chunks): float 11.9 -> 14.9 chunks/s,
+    int8 16.6 -> 18.6 chunks/s, and int8 closer to float (min cosine 0.980 -> 0.990: the
+    fused attention stays in float where the plain graph's attention products were quantized).
+    """
+    transformers = _transformers_in(model)
+    config = transformers[0].config if transformers else None
+    if config is None or getattr(config, "model_type", None) not in _FUSABLE_MODEL_TYPES:
+        return {}
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        with _quiet_logs_from(str(Path("onnxruntime") / "transformers")):
+            optimized = optimize_model(
+                str(float_model),
+                model_type="bert",
+                num_heads=int(config.num_attention_heads),
+                hidden_size=int(config.hidden_size),
+                opt_level=0,  # fusions only: the file stays portable across CPUs
+            )
+            counts = optimized.get_fused_operator_statistics()
+            optimized.save_model_to_file(str(float_model))
+    # The optimizer fails in many ways on graphs it does not know; the plain graph still runs.
+    except Exception as error:
+        logger.info("Embedding graph left unfused (%s: %s)", type(error).__name__, error)
+        return {}
+    return {operator: count for operator, count in counts.items() if count}
+
+
+@contextlib.contextmanager
+def _quiet_logs_from(path_part: str) -> Iterator[None]:
+    """Drop records below ERROR logged from source files under ``path_part``, only here.
+
+    ONNX Runtime's quantizer logs through the root logger itself (logging.info) and its
+    optimizer through loggers of its own; a filter on the root logger catches the first and
+    filters on the root's handlers the records the others pass up.
+    """
+    chatter = _BelowErrorFrom(path_part)
+    root_logger = logging.getLogger()
+    filtered = [root_logger, *root_logger.handlers]
+    for target in filtered:
+        target.addFilter(chatter)
+    try:
+        yield
+    finally:
+        for target in filtered:
+            target.removeFilter(chatter)
+
+
 def _quantize(float_model: Path, int8_model: Path) -> None:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # The quantizer logs dozens of lines per model through the root logger itself
-    # (logging.info); a filter on the root logger drops those records alone, and only here.
-    root_logger = logging.getLogger()
-    quantizer_chatter = _BelowErrorFrom(str(Path("onnxruntime") / "quantization"))
-    root_logger.addFilter(quantizer_chatter)
-    try:
+    with _quiet_logs_from(str(Path("onnxruntime") / "quantization")):
         # Per-tensor int8 weights gave cosines of 0.89 with MiniLM; per output channel,
         # MatMul only, 0.97 on Chinese chunks; leaving the feed-forward down-projections
         # (whose inputs have the widest range) in float32 too: 0.99, still ~2x torch's speed.
@@ -252,9 +338,9 @@ def _quantize(float_model: Path, int8_model: Path) -> None:
             per_channel=True,
             op_types_to_quantize=["MatMul"],
             nodes_to_exclude=_feed_forward_outputs(float_model),
+            # Shape inference knows no types for the fused operators' outputs; they are float.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    finally:
-        root_logger.removeFilter(quantizer_chatter)
 
 
 # BERT-family graphs (MiniLM, BGE) as torch exports them: each layer's FFN down-projection.

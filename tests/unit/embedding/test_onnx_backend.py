@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from filelock import FileLock
 from numpy.typing import NDArray
@@ -242,6 +243,36 @@ def test_manifest_records_the_model_and_the_int8_check(minilm_export: OnnxExport
     assert set(manifest["versions"]) >= {"torch", "onnxruntime", "sentence-transformers"}
 
 
+def test_minilm_graph_runs_on_fused_transformer_operators(minilm_export: OnnxExport) -> None:
+    """MiniLM's 6 layers each become one Attention, two SkipLayerNormalization and one
+    BiasGelu operator of ONNX Runtime, in both files; the torch model's attention setting is
+    left as it was."""
+    fused = minilm_export.manifest.fused_operators
+    assert fused["Attention"] == 6
+    assert fused["SkipLayerNormalization"] == 12
+    assert fused["BiasGelu"] == 6
+    for path in (minilm_export.float_model, minilm_export.int8_model):
+        operators = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= operators
+        assert "Softmax" not in operators
+
+
+def test_exporting_loaded_weights_leaves_their_attention_as_it_was(
+    backends: dict[str, Embedder], tmp_path: Path
+) -> None:
+    """The export traces attention in its "eager" form; the torch model it borrowed keeps
+    its own (faster) attention for the torch embedder that shares it."""
+    loaded = backends["torch"]._loaded  # type: ignore[attr-defined]
+    transformer = loaded.model[0].auto_model
+    before = transformer.config._attn_implementation
+    settings = _settings(tmp_path)
+
+    export = ensure_export(resolve_model(MINILM, settings), tmp_path, settings, loaded=loaded)
+
+    assert export.manifest.fused_operators["Attention"] == 6
+    assert transformer.config._attn_implementation == before != "eager"
+
+
 def test_an_export_dir_that_is_a_file_falls_back_to_torch_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -267,7 +298,10 @@ def test_a_rejected_int8_model_runs_as_float_with_one_warning(
     folder = export_dir / minilm_export.folder.name
     shutil.copytree(minilm_export.folder, folder)
     quantize_dynamic(
-        str(folder / "model.onnx"), str(folder / "model_int8.onnx"), weight_type=QuantType.QInt8
+        str(folder / "model.onnx"),
+        str(folder / "model_int8.onnx"),
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused operators' outputs
     )
     manifest = minilm_export.manifest
     probe_vectors = [
