@@ -22,7 +22,7 @@ from kb_server.fingerprints import digest, installed_versions
 logger = logging.getLogger(__name__)
 
 # Bump when the files or the manifest an export holds change: older exports are then redone.
-EXPORT_FORMAT_VERSION: Final = 3  # 3: fused transformer operators
+EXPORT_FORMAT_VERSION: Final = 4  # 3: fused transformer operators; 4: int8 up-projections only
 MANIFEST_FILE: Final = "manifest.json"
 FLOAT_MODEL_FILE: Final = "model.onnx"
 INT8_MODEL_FILE: Final = "model_int8.onnx"
