@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from kb_server.documents.ocr_models import OcrEngine, ocr_model_files, source_models
 from kb_server.errors import OcrUnavailableError
+from kb_server.onnx_sessions import cpu_session
 from kb_server.settings import OcrSettings
 
 logger = logging.getLogger(__name__)
@@ -246,27 +247,17 @@ def _give_detector_own_session(engine: Any, model: Path, threads: int) -> None:
 
     RapidOCR turns ONNX Runtime's arena off for every model. Measured on a 2-core machine,
     detection then took 0.25 s per 960x576 input instead of 0.15 s with the arena. The arena
-    holds about 130 MB between images; since the detector's input is bounded (at most
-    ``det_limit_side_len`` on its longer side) so is the arena, and the peak is no higher.
-    The recognizer gains nothing from it and keeps RapidOCR's session.
+    holds about 130 MB between images; since the detector's input is bounded (by
+    ``det_limit_side_len`` with the "max" type, else by RapidOCR's 2,000 px limit) so is the
+    arena, and the peak is no higher. The recognizer gains nothing from it and keeps
+    RapidOCR's session.
     """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = True
-    # As in the embedder: idle threads sleep, leaving the core to whatever else runs.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
     try:
         holder = engine.text_det.infer
-        holder.session = onnxruntime.InferenceSession(
-            str(model), options, providers=["CPUExecutionProvider"]
-        )
     except AttributeError as error:
         logger.warning("OCR detector session left as it is (unexpected RapidOCR layout: %s)", error)
+        return
+    holder.session = cpu_session(model, threads)
 
 
 @functools.cache

@@ -29,6 +29,7 @@ from kb_server.embedding.export_manifest import (
 from kb_server.embedding.onnx_tokenizer import TextTokenizer, load_tokenizer
 from kb_server.embedding.probes import MIN_INT8_COSINE
 from kb_server.embedding.resolution import ResolvedModel
+from kb_server.onnx_sessions import cpu_session
 
 logger = logging.getLogger(__name__)
 
@@ -90,19 +91,11 @@ def open_onnx_model(
 ) -> OnnxModel:
     """An ONNX Runtime CPU session over ``model_file``; OnnxBackendError when it cannot run."""
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401
     except ImportError as error:
         raise OnnxBackendError(f"onnxruntime is not installed ({error})") from error
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # Idle worker threads sleep instead of spinning: an ingest runs OCR on another thread,
-    # and spinning threads would take the core it needs.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnxruntime.InferenceSession(
-            str(model_file), options, providers=["CPUExecutionProvider"]
-        )
+        session = cpu_session(model_file, threads)
         tokenizer = load_tokenizer(tokenizer_folder, tokenizer_spec)
     # ONNX Runtime's errors derive from Exception alone, and a tokenizer file can fail to
     # parse in several ways; each means the same thing here: this export cannot run.
