@@ -121,8 +121,8 @@ class EmbeddingSettings(BaseModel):
     # (Settings fills it in); an EmbeddingSettings made alone uses a temporary folder.
     export_dir: OptionalProjectPath = None
     batch_size: int = Field(32, ge=1, le=4096)
-    # Threads on CPU (torch, or each ONNX Runtime session); 0: torch's default, or for ONNX
-    # Runtime every core this process may use.
+    # Threads on CPU: torch's thread count, or for the ONNX backends how many texts (batches)
+    # run at once, one thread each; 0: torch's default, or for ONNX every usable core.
     cpu_threads: int = Field(0, ge=0)
     models: dict[str, EmbeddingModelSettings] = Field(default_factory=dict)
 

@@ -12,8 +12,8 @@ from kb_server.embedding.export_manifest import OnnxBackendError, OnnxExport
 from kb_server.embedding.onnx_embedder import (
     OnnxEmbedder,
     OnnxModel,
-    intra_op_threads,
     load_onnx_model,
+    parallel_runs,
 )
 from kb_server.embedding.onnx_export import ensure_export
 from kb_server.embedding.resolution import ResolvedModel, resolve_model, weights_location
@@ -143,7 +143,7 @@ class EmbedderCache:
         try:
             export = self._export_for(resolved, export_dir, settings)
             onnx_model = load_onnx_model(
-                export, variant=variant, threads=intra_op_threads(settings.cpu_threads)
+                export, variant=variant, parallel_runs=parallel_runs(settings.cpu_threads)
             )
         except OnnxBackendError as error:
             self._onnx_failures.add(failure_key)

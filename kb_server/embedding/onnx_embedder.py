@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 OnnxVariant = Literal["onnx", "onnx-int8"]
 
 
-def intra_op_threads(cpu_threads: int) -> int:
+def parallel_runs(cpu_threads: int) -> int:
     """``embedding.cpu_threads`` when set, else every core this process may run on."""
     if cpu_threads > 0:
         return cpu_threads
@@ -47,7 +48,15 @@ def intra_op_threads(cpu_threads: int) -> int:
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """One ONNX Runtime session and its tokenizer, shared by every embedder that uses them."""
+    """One ONNX Runtime session and its tokenizer, shared by every embedder that uses them.
+
+    The session computes on the thread that calls it (one intra-op thread); a call with many
+    texts spreads its runs over ``parallel_runs`` threads, each taking the next run when its
+    last is done. Runs share no barrier, so a core taken for a while by other work (OCR in an
+    ingest's reader thread) delays only the run on it, where a session's own thread pool would
+    wait at every operator for its slowest thread. Concurrent requests likewise each compute
+    on their own thread.
+    """
 
     variant: OnnxVariant
     model_file: Path
@@ -56,6 +65,7 @@ class OnnxModel:
     session: Any
     tokenizer: TextTokenizer
     input_names: tuple[str, ...]
+    parallel_runs: int = 1
     # Hugging Face fast tokenizers fail ("Already borrowed") when two threads use one at once.
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
 
@@ -67,14 +77,24 @@ class OnnxModel:
         rows_per_run = 1 if self.variant == "onnx-int8" else batch_size
         # Texts of similar length share a batch, so little of it is padding.
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        runs = [order[start : start + rows_per_run] for start in range(0, len(order), rows_per_run)]
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), rows_per_run):
-            indices = order[start : start + rows_per_run]
+
+        def run(indices: list[int]) -> None:
             with self.lock:
                 features = self.tokenizer.encode([texts[index] for index in indices])
             feed = {name: features[name] for name in self.input_names}
             (outputs,) = self.session.run([OUTPUT_NAME], feed)
             vectors[indices] = outputs
+
+        workers = min(self.parallel_runs, len(runs))
+        if workers <= 1:
+            for indices in runs:
+                run(indices)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="onnx-embed") as pool:
+                # list() re-raises the first failure of a run here.
+                list(pool.map(run, runs))
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         normalized: NDArray[np.float32] = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
         return normalized
@@ -87,15 +107,16 @@ def open_onnx_model(
     *,
     dimension: int,
     variant: OnnxVariant,
-    threads: int,
+    parallel_runs: int,
 ) -> OnnxModel:
-    """An ONNX Runtime CPU session over ``model_file``; OnnxBackendError when it cannot run."""
+    """A one-thread ONNX Runtime CPU session over ``model_file`` whose embed calls spread their
+    runs over ``parallel_runs`` threads; OnnxBackendError when it cannot run."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError as error:
         raise OnnxBackendError(f"onnxruntime is not installed ({error})") from error
     try:
-        session = cpu_session(model_file, threads)
+        session = cpu_session(model_file, threads=1)
         tokenizer = load_tokenizer(tokenizer_folder, tokenizer_spec)
     # ONNX Runtime's errors derive from Exception alone, and a tokenizer file can fail to
     # parse in several ways; each means the same thing here: this export cannot run.
@@ -112,10 +133,11 @@ def open_onnx_model(
         session=session,
         tokenizer=tokenizer,
         input_names=input_names,
+        parallel_runs=parallel_runs,
     )
 
 
-def load_onnx_model(export: OnnxExport, *, variant: OnnxVariant, threads: int) -> OnnxModel:
+def load_onnx_model(export: OnnxExport, *, variant: OnnxVariant, parallel_runs: int) -> OnnxModel:
     """The export's int8 model when asked for and accepted at export, else its float model."""
     started = time.perf_counter()
     manifest = export.manifest
@@ -137,15 +159,15 @@ def load_onnx_model(export: OnnxExport, *, variant: OnnxVariant, threads: int) -
         manifest.tokenizer,
         dimension=manifest.dimension,
         variant=variant,
-        threads=threads,
+        parallel_runs=parallel_runs,
     )
     logger.info(
-        "Loaded embedding model %s as %s from %s: dimension %d, %d threads, %.1f s",
+        "Loaded embedding model %s as %s from %s: dimension %d, %d texts at once, %.1f s",
         manifest.model,
         variant,
         model_file,
         manifest.dimension,
-        threads,
+        parallel_runs,
         time.perf_counter() - started,
     )
     return model

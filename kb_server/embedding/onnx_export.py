@@ -37,7 +37,7 @@ from kb_server.embedding.export_manifest import (
     package_versions,
     read_export,
 )
-from kb_server.embedding.onnx_embedder import OnnxVariant, intra_op_threads, open_onnx_model
+from kb_server.embedding.onnx_embedder import OnnxVariant, open_onnx_model, parallel_runs
 from kb_server.embedding.onnx_tokenizer import tokenizer_spec_for
 from kb_server.embedding.probes import (
     MIN_FLOAT_COSINE,
@@ -157,7 +157,6 @@ def _write_files(
     tokenizer.save_pretrained(str(staging))
     tokenizer_spec = tokenizer_spec_for(tokenizer, staging, input_names, max_length)
 
-    threads = intra_op_threads(settings.cpu_threads)
     reference = np.asarray(
         model.encode(
             list(PROBE_TEXTS),
@@ -177,7 +176,7 @@ def _write_files(
             tokenizer_spec,
             dimension=loaded.dimension,
             variant=variant,
-            threads=threads,
+            parallel_runs=parallel_runs(settings.cpu_threads),
         )
         probe_vectors[variant] = onnx_model.embed(PROBE_TEXTS, batch_size=8)
     float_check = compare_embeddings(reference, probe_vectors["onnx"])

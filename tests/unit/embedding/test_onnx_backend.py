@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -177,6 +179,47 @@ def test_int8_vectors_do_not_depend_on_the_batch(backends: dict[str, Embedder]) 
     np.testing.assert_allclose(together, one_by_one, atol=1e-6)
 
 
+class _SessionMeetingItsTwin:
+    """A session whose first two runs wait for each other: they finish only when in flight at
+    the same time."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._meeting = threading.Barrier(2, timeout=10)
+        self.threads: set[str] = set()
+
+    def run(self, *args: Any) -> Any:
+        self.threads.add(threading.current_thread().name)
+        if len(self.threads) <= 2 and not self._meeting.broken:
+            self._meeting.wait()
+        return self._session.run(*args)
+
+
+def test_parallel_runs_compute_at_once_and_give_the_same_vectors(
+    minilm_export: OnnxExport,
+) -> None:
+    manifest = minilm_export.manifest
+    models = {
+        runs: open_onnx_model(
+            minilm_export.int8_model,
+            minilm_export.folder,
+            manifest.tokenizer,
+            dimension=manifest.dimension,
+            variant="onnx-int8",
+            parallel_runs=runs,
+        )
+        for runs in (1, 2)
+    }
+    texts = SENTENCES * 3
+    session = _SessionMeetingItsTwin(models[2].session)
+    parallel = dataclasses.replace(models[2], session=session)
+
+    together = parallel.embed(texts, batch_size=32)
+
+    assert len(session.threads) == 2
+    np.testing.assert_array_equal(together, models[1].embed(texts, batch_size=32))
+
+
 def test_every_backend_ranks_the_same_passage_first(backends: dict[str, Embedder]) -> None:
     passages = [passage for _, passage in QA_PAIRS]
     for backend, embedder in backends.items():
@@ -311,7 +354,7 @@ def test_a_rejected_int8_model_runs_as_float_with_one_warning(
             manifest.tokenizer,
             dimension=manifest.dimension,
             variant=variant,
-            threads=2,
+            parallel_runs=2,
         ).embed(PROBE_TEXTS, batch_size=8)
         for variant, file_name in FILES_BY_VARIANT
     ]
