@@ -64,7 +64,7 @@ class OcrSettings(BaseModel):
     enabled: bool = True
     det_limit_type: Literal["max", "min"] = "max"
     det_limit_side_len: int = Field(960, ge=32)
-    threads: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1)
     min_image_side_px: int = Field(32, ge=1)
     # Which detection and recognition models run (kb_server/documents/ocr_models.py).
     # original: RapidOCR's bundled files. optimized: the same graphs rewritten exactly (fused

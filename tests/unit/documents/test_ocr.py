@@ -116,7 +116,7 @@ def test_images_are_converted_to_8bit_rgb(
 
 def test_one_reader_per_distinct_settings() -> None:
     assert get_ocr_reader(OcrSettings()) is get_ocr_reader(OcrSettings())
-    assert get_ocr_reader(OcrSettings(threads=2)) is not get_ocr_reader(OcrSettings())
+    assert get_ocr_reader(OcrSettings(threads=1)) is not get_ocr_reader(OcrSettings())
 
 
 def test_missing_rapidocr_raises_ocr_unavailable() -> None:
