@@ -33,13 +33,12 @@ class Embedder(Protocol):
 
 
 class NamedEmbedder(ABC):
-    """What every backend's embedder shares: its name, the query instruction, the batch
-    size, and the checks around a batch; a backend supplies ``dimension`` and ``_embed``."""
+    """What every backend's embedder shares: its name, the query instruction and the checks
+    around a call; a backend supplies ``dimension`` and ``_embed``."""
 
-    def __init__(self, *, name: str, query_instruction: str, batch_size: int) -> None:
+    def __init__(self, *, name: str, query_instruction: str) -> None:
         self._name = name
         self._query_instruction = query_instruction
-        self._batch_size = batch_size
 
     @property
     def name(self) -> str:

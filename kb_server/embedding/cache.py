@@ -108,7 +108,6 @@ class EmbedderCache:
                 name=resolved.name,
                 source=resolved,
                 query_instruction=query_instruction,
-                batch_size=settings.batch_size,
             )
         return SentenceTransformerEmbedder(
             self._weights_for(resolved, device, settings),

@@ -69,32 +69,33 @@ class OnnxModel:
     # Hugging Face fast tokenizers fail ("Already borrowed") when two threads use one at once.
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
 
-    def embed(self, texts: Sequence[str], batch_size: int) -> NDArray[np.float32]:
-        """L2-normalized float32 vectors, one row per text, in the order given."""
-        # int8 activations are quantized with one scale per input tensor: in a batch, a text's
-        # vector would depend on its neighbours (and their padding) and agree less with the
-        # float model. One text per run keeps each vector a function of its text alone.
-        rows_per_run = 1 if self.variant == "onnx-int8" else batch_size
-        # Texts of similar length share a batch, so little of it is padding.
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-        runs = [order[start : start + rows_per_run] for start in range(0, len(order), rows_per_run)]
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """L2-normalized float32 vectors, one row per text, in the order given.
+
+        Each text runs alone. int8 activations are quantized with one scale per input tensor,
+        so in a batch a text's vector would depend on its neighbours (and their padding); and
+        on a CPU batches were slower anyway (float, 1,911 corpus chunks on 2 cores: 48 s one
+        text a run, 53 s four, 66 s thirty-two: the larger activations fall out of the cache).
+        """
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
 
-        def run(indices: list[int]) -> None:
+        def run(index: int) -> None:
             with self.lock:
-                features = self.tokenizer.encode([texts[index] for index in indices])
+                features = self.tokenizer.encode([texts[index]])
             feed = {name: features[name] for name in self.input_names}
             (outputs,) = self.session.run([OUTPUT_NAME], feed)
-            vectors[indices] = outputs
+            vectors[index] = outputs[0]
 
-        workers = min(self.parallel_runs, len(runs))
+        # Longest first, so that the last runs, which may leave a thread idle, are short.
+        order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
+        workers = min(self.parallel_runs, len(order))
         if workers <= 1:
-            for indices in runs:
-                run(indices)
+            for index in order:
+                run(index)
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix="onnx-embed") as pool:
                 # list() re-raises the first failure of a run here.
-                list(pool.map(run, runs))
+                list(pool.map(run, order))
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         normalized: NDArray[np.float32] = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
         return normalized
@@ -187,9 +188,8 @@ class OnnxEmbedder(NamedEmbedder):
         name: str,
         source: ResolvedModel,
         query_instruction: str,
-        batch_size: int,
     ) -> None:
-        super().__init__(name=name, query_instruction=query_instruction, batch_size=batch_size)
+        super().__init__(name=name, query_instruction=query_instruction)
         self._model = model
         self._source = source
 
@@ -208,7 +208,7 @@ class OnnxEmbedder(NamedEmbedder):
         return self._model.variant
 
     def _embed(self, texts: list[str]) -> NDArray[np.float32]:
-        return self._model.embed(texts, self._batch_size)
+        return self._model.embed(texts)
 
     def __repr__(self) -> str:
         return (

@@ -178,7 +178,7 @@ def _write_files(
             variant=variant,
             parallel_runs=parallel_runs(settings.cpu_threads),
         )
-        probe_vectors[variant] = onnx_model.embed(PROBE_TEXTS, batch_size=8)
+        probe_vectors[variant] = onnx_model.embed(PROBE_TEXTS)
     float_check = compare_embeddings(reference, probe_vectors["onnx"])
     if not float_check.accepted(MIN_FLOAT_COSINE):
         raise OnnxBackendError(

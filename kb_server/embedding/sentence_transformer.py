@@ -118,7 +118,8 @@ class SentenceTransformerEmbedder(NamedEmbedder):
     def __init__(
         self, loaded: LoadedModel, *, name: str, query_instruction: str, batch_size: int
     ) -> None:
-        super().__init__(name=name, query_instruction=query_instruction, batch_size=batch_size)
+        super().__init__(name=name, query_instruction=query_instruction)
+        self._batch_size = batch_size
         self._loaded = loaded
 
     @property

@@ -214,10 +214,10 @@ def test_parallel_runs_compute_at_once_and_give_the_same_vectors(
     session = _SessionMeetingItsTwin(models[2].session)
     parallel = dataclasses.replace(models[2], session=session)
 
-    together = parallel.embed(texts, batch_size=32)
+    together = parallel.embed(texts)
 
     assert len(session.threads) == 2
-    np.testing.assert_array_equal(together, models[1].embed(texts, batch_size=32))
+    np.testing.assert_array_equal(together, models[1].embed(texts))
 
 
 def test_every_backend_ranks_the_same_passage_first(backends: dict[str, Embedder]) -> None:
@@ -355,7 +355,7 @@ def test_a_rejected_int8_model_runs_as_float_with_one_warning(
             dimension=manifest.dimension,
             variant=variant,
             parallel_runs=2,
-        ).embed(PROBE_TEXTS, batch_size=8)
+        ).embed(PROBE_TEXTS)
         for variant, file_name in FILES_BY_VARIANT
     ]
     check = compare_embeddings(*probe_vectors)
