@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
@@ -228,3 +229,28 @@ def test_two_threads_read_lines_at_once_in_reading_order(cjk_font_path: Path) ->
     assert detector_options.intra_op_num_threads == 2
     # RapidOCR turns the memory arena off; the detector is 40 % faster with it.
     assert detector_options.enable_cpu_mem_arena
+
+
+@pytest.mark.parametrize(
+    ("limit_type", "image_size", "input_size"),
+    [("max", (1600, 900), (960, 544)), ("min", (1000, 600), (1600, 960))],
+)
+def test_detector_input_is_scaled_by_the_settings_and_normalized_as_rapidocr_does(
+    limit_type: str, image_size: tuple[int, int], input_size: tuple[int, int]
+) -> None:
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+    settings = OcrSettings(det_limit_type=limit_type, det_limit_side_len=960)
+    reader = RapidOcrReader(settings)
+    reader.warm_up()
+    detector = reader._engine.text_det  # type: ignore[union-attr]
+    width, height = image_size
+    pixels = np.random.default_rng(3).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+    prepared = detector.get_preprocess(max(width, height))(pixels)
+    reference = DetPreProcess(960, limit_type, detector.mean, detector.std)(pixels)
+
+    assert prepared.shape == (1, 3, input_size[1], input_size[0])
+    assert prepared.dtype == np.float32
+    assert prepared.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(prepared, reference, rtol=0, atol=1e-6)
