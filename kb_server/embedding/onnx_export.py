@@ -167,6 +167,7 @@ def _write_files(
         ),
         dtype=np.float32,
     )
+    runs_at_once = parallel_runs(settings.cpu_threads)
     probe_vectors: dict[OnnxVariant, NDArray[np.float32]] = {}
     variants: dict[OnnxVariant, str] = {"onnx": FLOAT_MODEL_FILE, "onnx-int8": INT8_MODEL_FILE}
     for variant, file_name in variants.items():
@@ -176,7 +177,7 @@ def _write_files(
             tokenizer_spec,
             dimension=loaded.dimension,
             variant=variant,
-            parallel_runs=parallel_runs(settings.cpu_threads),
+            parallel_runs=runs_at_once,
         )
         probe_vectors[variant] = onnx_model.embed(PROBE_TEXTS)
     float_check = compare_embeddings(reference, probe_vectors["onnx"])

@@ -186,11 +186,16 @@ class _SessionMeetingItsTwin:
     def __init__(self, session: Any) -> None:
         self._session = session
         self._meeting = threading.Barrier(2, timeout=10)
+        self._guard = threading.Lock()
+        self._arrivals = 0
         self.threads: set[str] = set()
 
     def run(self, *args: Any) -> Any:
-        self.threads.add(threading.current_thread().name)
-        if len(self.threads) <= 2 and not self._meeting.broken:
+        with self._guard:
+            self._arrivals += 1
+            arrival = self._arrivals
+            self.threads.add(threading.current_thread().name)
+        if arrival <= 2:
             self._meeting.wait()
         return self._session.run(*args)
 
