@@ -22,7 +22,7 @@ from kb_server.fingerprints import digest, installed_versions
 logger = logging.getLogger(__name__)
 
 # Bump when the files or the manifest an export holds change: older exports are then redone.
-EXPORT_FORMAT_VERSION: Final = 4  # 3: fused transformer operators; 4: int8 up-projections only
+EXPORT_FORMAT_VERSION: Final = 5  # 3: fused ops; 4: int8 up-projections; 5: + attention, no SkipLN
 MANIFEST_FILE: Final = "manifest.json"
 FLOAT_MODEL_FILE: Final = "model.onnx"
 INT8_MODEL_FILE: Final = "model_int8.onnx"
