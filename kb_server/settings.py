@@ -124,6 +124,9 @@ class EmbeddingSettings(BaseModel):
     # Threads on CPU: torch's thread count, or for the ONNX backends how many texts (batches)
     # run at once, one thread each; 0: torch's default, or for ONNX every usable core.
     cpu_threads: int = Field(0, ge=0)
+    # Seconds an export may spend choosing which projections of the int8 model stay in float
+    # (each try quantizes the model: ~3 s for MiniLM on 2 cores); 0: a fixed, safe selection.
+    int8_search_seconds: float = Field(180.0, ge=0)
     models: dict[str, EmbeddingModelSettings] = Field(default_factory=dict)
 
 

@@ -22,7 +22,7 @@ from kb_server.fingerprints import digest, installed_versions
 logger = logging.getLogger(__name__)
 
 # Bump when the files or the manifest an export holds change: older exports are then redone.
-EXPORT_FORMAT_VERSION: Final = 5  # 3: fused ops; 4: int8 up-projections; 5: + attention, no SkipLN
+EXPORT_FORMAT_VERSION: Final = 6  # 4: int8 up-projections; 5: + attention; 6: int8 searched
 MANIFEST_FILE: Final = "manifest.json"
 FLOAT_MODEL_FILE: Final = "model.onnx"
 INT8_MODEL_FILE: Final = "model_int8.onnx"
@@ -84,6 +84,8 @@ class ExportManifest(BaseModel):
     int8_accepted: bool
     # ONNX Runtime operators the float graph was fused into, with counts ({}: none).
     fused_operators: dict[str, int] = {}
+    # MatMuls of the int8 file left in float (kb_server/embedding/int8_selection.py).
+    int8_kept_float: list[str] = []
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,16 @@
 The graph is the whole SentenceTransformer (transformer, pooling, Dense, Normalize), traced
 with torch.onnx; for BERT-family encoders (BERT, RoBERTa, XLM-R: MiniLM, BGE) ONNX Runtime's
 transformer optimizer then fuses attention, embedding and layer norms, bias + GELU into its
-own operators. int8 is ONNX Runtime's dynamic quantization of the attention's and the
-feed-forward up-projections' weights, per channel. An export is made once per folder (kb_server/model_exports.py: built aside, renamed
-into place under a file lock).
+own operators. The int8 file is ONNX Runtime's dynamic quantization of the projections that
+the probes show to be safe for the model (kb_server/embedding/int8_selection.py). An export
+is made once per folder (kb_server/model_exports.py: built aside, renamed into place under a
+file lock).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -37,6 +37,8 @@ from kb_server.embedding.export_manifest import (
     package_versions,
     read_export,
 )
+from kb_server.embedding.int8_selection import write_int8_model
+from kb_server.embedding.library_logs import quiet_logs_from
 from kb_server.embedding.onnx_embedder import OnnxVariant, open_onnx_model, parallel_runs
 from kb_server.embedding.onnx_tokenizer import tokenizer_spec_for
 from kb_server.embedding.probes import (
@@ -153,9 +155,21 @@ def _write_files(
     with _eager_attention(model):
         _export_graph(model, [sample[name] for name in input_names], input_names, staging)
     fused_operators = _fuse_transformer_operators(staging / FLOAT_MODEL_FILE, model)
-    _quantize(staging / FLOAT_MODEL_FILE, staging / INT8_MODEL_FILE)
     tokenizer.save_pretrained(str(staging))
     tokenizer_spec = tokenizer_spec_for(tokenizer, staging, input_names, max_length)
+    runs_at_once = parallel_runs(settings.cpu_threads)
+
+    def embed_probes(model_file: Path) -> NDArray[np.float32]:
+        variant: OnnxVariant = "onnx" if model_file.name == FLOAT_MODEL_FILE else "onnx-int8"
+        onnx_model = open_onnx_model(
+            model_file,
+            staging,
+            tokenizer_spec,
+            dimension=loaded.dimension,
+            variant=variant,
+            parallel_runs=runs_at_once,
+        )
+        return onnx_model.embed(PROBE_TEXTS)
 
     reference = np.asarray(
         model.encode(
@@ -167,25 +181,20 @@ def _write_files(
         ),
         dtype=np.float32,
     )
-    runs_at_once = parallel_runs(settings.cpu_threads)
-    probe_vectors: dict[OnnxVariant, NDArray[np.float32]] = {}
-    variants: dict[OnnxVariant, str] = {"onnx": FLOAT_MODEL_FILE, "onnx-int8": INT8_MODEL_FILE}
-    for variant, file_name in variants.items():
-        onnx_model = open_onnx_model(
-            staging / file_name,
-            staging,
-            tokenizer_spec,
-            dimension=loaded.dimension,
-            variant=variant,
-            parallel_runs=runs_at_once,
-        )
-        probe_vectors[variant] = onnx_model.embed(PROBE_TEXTS)
-    float_check = compare_embeddings(reference, probe_vectors["onnx"])
+    float_probes = embed_probes(staging / FLOAT_MODEL_FILE)
+    float_check = compare_embeddings(reference, float_probes)
     if not float_check.accepted(MIN_FLOAT_COSINE):
         raise OnnxBackendError(
             f"the float32 ONNX graph does not reproduce the torch model ({float_check.describe()})"
         )
-    int8_check = compare_embeddings(probe_vectors["onnx"], probe_vectors["onnx-int8"])
+    selection = write_int8_model(
+        staging / FLOAT_MODEL_FILE,
+        staging / INT8_MODEL_FILE,
+        float_probes,
+        embed_probes,
+        budget_s=settings.int8_search_seconds,
+    )
+    int8_check = compare_embeddings(float_probes, embed_probes(staging / INT8_MODEL_FILE))
     manifest = ExportManifest(
         format_version=EXPORT_FORMAT_VERSION,
         fingerprint=fingerprint,
@@ -204,6 +213,7 @@ def _write_files(
         int8_check=int8_check,
         int8_accepted=int8_check.accepted(MIN_INT8_COSINE),
         fused_operators=fused_operators,
+        int8_kept_float=selection.kept_float + selection.untried,
     )
     (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest
@@ -292,7 +302,7 @@ def _fuse_transformer_operators(float_model: Path, model: Any) -> dict[str, int]
         fusions = FusionOptions("bert")
         # Residual Add + LayerNormalization stay apart: see onnx_sessions.UNFUSED_PATTERNS.
         fusions.enable_skip_layer_norm = False
-        with _quiet_logs_from(str(Path("onnxruntime") / "transformers")):
+        with quiet_logs_from(str(Path("onnxruntime") / "transformers")):
             optimized = optimize_model(
                 str(float_model),
                 model_type="bert",
@@ -308,81 +318,3 @@ def _fuse_transformer_operators(float_model: Path, model: Any) -> dict[str, int]
         logger.info("Embedding graph left unfused (%s: %s)", type(error).__name__, error)
         return {}
     return {operator: count for operator, count in counts.items() if count}
-
-
-@contextlib.contextmanager
-def _quiet_logs_from(path_part: str) -> Iterator[None]:
-    """Drop records below ERROR logged from source files under ``path_part``, only here.
-
-    ONNX Runtime's quantizer logs through the root logger itself (logging.info) and its
-    optimizer through loggers of its own; a filter on the root logger catches the first and
-    filters on the root's handlers the records the others pass up.
-    """
-    chatter = _BelowErrorFrom(path_part)
-    root_logger = logging.getLogger()
-    filtered = [root_logger, *root_logger.handlers]
-    for target in filtered:
-        target.addFilter(chatter)
-    try:
-        yield
-    finally:
-        for target in filtered:
-            target.removeFilter(chatter)
-
-
-def _quantize(float_model: Path, int8_model: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # Per-tensor int8 weights gave cosines of 0.89 with MiniLM; per output channel, MatMul
-    # only, 0.97 on Chinese chunks; leaving the feed-forward down-projections (whose inputs
-    # have the widest range) in float32 too: 0.99, still ~2x torch's speed.
-    # In the fused graph (attention in float) MiniLM's CMRC 2018 dense retrieval, against the
-    # float model's MRR 0.187 / hit@5 0.283: every MatMul but the down-projections in int8,
-    # 0.180 / 0.267 (1.6 points less hit@5); the up-projections alone, 0.186 / 0.290, as fast
-    # as the unfused int8 graph on the corpus chunks. The fused Attention operators' Q/K/V
-    # projections in int8 too (QAttention): 0.185 / 0.279, hit@10 0.367 vs 0.373, probe
-    # cosines min 0.993 on MiniLM, 16 % less time on the corpus chunks. Quantized attention
-    # outputs (the projection after it) cost most: min cosine 0.974 on the corpus chunks.
-    # So the up-projections and the attention, where a graph has them under BERT's names;
-    # any other graph: every MatMul but its down-projections.
-    matmuls, attentions = _node_names(float_model, "MatMul"), _node_names(float_model, "Attention")
-    up_projections = [name for name in matmuls if _FEED_FORWARD_INPUT.search(name)]
-    selection: dict[str, list[str]] = {"nodes_to_quantize": up_projections + attentions}
-    if not up_projections:
-        selection = {"nodes_to_exclude": [n for n in matmuls if _FEED_FORWARD_OUTPUT.search(n)]}
-    with _quiet_logs_from(str(Path("onnxruntime") / "quantization")):
-        quantize_dynamic(
-            str(float_model),
-            str(int8_model),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul", "Attention"],
-            # Shape inference knows no types for the fused operators' outputs; they are float.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            **selection,
-        )
-
-
-# BERT-family graphs (MiniLM, BGE) as torch exports them: each layer's FFN up-projection
-# (hidden -> 4x hidden) and down-projection.
-_FEED_FORWARD_INPUT = re.compile(r"/layer\.\d+/intermediate/dense/MatMul$")
-_FEED_FORWARD_OUTPUT = re.compile(r"/layer\.\d+/output/dense/MatMul$")
-
-
-def _node_names(float_model: Path, op_type: str) -> list[str]:
-    import onnx
-
-    graph = onnx.load(str(float_model), load_external_data=False).graph
-    return [node.name for node in graph.node if node.op_type == op_type]
-
-
-class _BelowErrorFrom(logging.Filter):
-    """Drops records below ERROR logged from source files under ``path_part``."""
-
-    def __init__(self, path_part: str) -> None:
-        super().__init__()
-        self._path_part = path_part
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or self._path_part not in record.pathname

@@ -34,7 +34,8 @@ from kb_server.embedding.export_manifest import (
     export_folder,
     read_export,
 )
-from kb_server.embedding.onnx_embedder import OnnxVariant, open_onnx_model
+from kb_server.embedding.int8_selection import MAX_MEAN_COSINE_DROP
+from kb_server.embedding.onnx_embedder import OnnxVariant, load_onnx_model, open_onnx_model
 from kb_server.embedding.onnx_export import ensure_export
 from kb_server.embedding.probes import MIN_INT8_COSINE, PROBE_TEXTS, compare_embeddings
 from kb_server.settings import EmbeddingSettings
@@ -315,9 +316,55 @@ def test_minilm_graph_runs_on_fused_transformer_operators(minilm_export: OnnxExp
     int8_operators = Counter(node.op_type for node in graphs[minilm_export.int8_model].node)
     assert int8_operators["QAttention"] == 6
     assert int8_operators["Attention"] == 0
-    # Up-projections in int8; the attention outputs and down-projections stay float.
-    assert int8_operators["MatMulInteger"] == 6
-    assert int8_operators["MatMul"] == 12
+
+
+def test_int8_search_keeps_only_the_damaging_projections_in_float(
+    minilm_export: OnnxExport, tmp_path: Path
+) -> None:
+    """Of MiniLM's 12 projections beside the attention and the up-projections, the search
+    keeps in float those whose int8 lowers the probes' agreement with the float model (the
+    manifest names them, and they are the int8 file's only float MatMuls); each of them, put
+    back in int8, costs more than the allowed drop."""
+    kept = minilm_export.manifest.int8_kept_float
+    int8_graph = onnx.load(str(minilm_export.int8_model)).graph
+    float_matmuls = {node.name for node in int8_graph.node if node.op_type == "MatMul"}
+    assert set(kept) == float_matmuls
+    assert 0 < len(kept) < 12
+    operators = Counter(node.op_type for node in int8_graph.node)
+    assert operators["MatMulInteger"] == 18 - len(kept)
+
+    float_model = load_onnx_model(minilm_export, variant="onnx", parallel_runs=2)
+    float_probes = float_model.embed(PROBE_TEXTS)
+
+    def agreement(model_file: Path) -> float:
+        spec = minilm_export.manifest.tokenizer
+        onnx_model = open_onnx_model(
+            model_file,
+            minilm_export.folder,
+            spec,
+            dimension=384,
+            variant="onnx-int8",
+            parallel_runs=2,
+        )
+        return compare_embeddings(float_probes, onnx_model.embed(PROBE_TEXTS)).mean_cosine
+
+    quantized = [
+        node.name
+        for node in onnx.load(str(minilm_export.float_model)).graph.node
+        if node.op_type in ("MatMul", "Attention") and node.name not in kept
+    ]
+    chosen = agreement(minilm_export.int8_model)
+    widened = tmp_path / "widened.onnx"
+    quantize_dynamic(
+        str(minilm_export.float_model),
+        str(widened),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Attention"],
+        nodes_to_quantize=[*quantized, kept[0]],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    assert chosen - agreement(widened) > MAX_MEAN_COSINE_DROP
 
 
 def test_exporting_loaded_weights_leaves_their_attention_as_it_was(
@@ -330,10 +377,15 @@ def test_exporting_loaded_weights_leaves_their_attention_as_it_was(
     before = transformer.config._attn_implementation
     settings = _settings(tmp_path)
 
+    settings.int8_search_seconds = 0  # no search: the attention and up-projections in int8
+
     export = ensure_export(resolve_model(MINILM, settings), tmp_path, settings, loaded=loaded)
 
     assert export.manifest.fused_operators["Attention"] == 6
     assert transformer.config._attn_implementation == before != "eager"
+    assert len(export.manifest.int8_kept_float) == 12
+    int8_operators = Counter(node.op_type for node in onnx.load(str(export.int8_model)).graph.node)
+    assert (int8_operators["MatMulInteger"], int8_operators["QAttention"]) == (6, 6)
 
 
 def test_an_export_dir_that_is_a_file_falls_back_to_torch_with_one_warning(
