@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from kb_server.embedding.base import Embedder
 from kb_server.settings import PROJECT_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -69,8 +70,12 @@ def wait_for_banner(process: subprocess.Popen[bytes], out_path: Path, err_path: 
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[RunningApp]:
-    """startup.py -a with no LLM configured, so the extractive answerer replies."""
+def app(tmp_path: Path, embedder: Embedder, model_export_dir: Path) -> Iterator[RunningApp]:
+    """startup.py -a with no LLM configured, so the extractive answerer replies.
+
+    The app uses the run's ONNX export of MiniLM, made by the ``embedder`` fixture: exporting
+    it again (about a minute on 2 cores) would happen inside the first click that needs it.
+    """
     kept = {name: value for name, value in os.environ.items() if not name.startswith("KB_")}
     env = {
         **kept,
@@ -78,6 +83,7 @@ def app(tmp_path: Path) -> Iterator[RunningApp]:
         "KB_KB_ROOT": str(tmp_path / "kbs"),
         "KB_EMBEDDING__MODEL": MINILM,
         "KB_EMBEDDING__DEVICE": "cpu",
+        "KB_EMBEDDING__EXPORT_DIR": str(model_export_dir),
         "KB_OCR__ENABLED": "false",
     }
     api_port, webui_port = free_port(), free_port()
