@@ -74,25 +74,25 @@ def write_int8_model(
     base selection).
     """
     started = time.monotonic()
-    matmuls = _node_names(float_model, "MatMul")
-    selection = Int8Selection(quantized=_base_selection(float_model, matmuls))
-    candidates = [name for name in reversed(matmuls) if name not in selection.quantized]
-    _quantize(float_model, int8_model, selection.quantized)
+    names = _node_names_by_type(float_model)
+    selection = Int8Selection(quantized=_base_selection(names))
+    candidates = [name for name in reversed(names["MatMul"]) if name not in selection.quantized]
+    quantize_nodes(float_model, int8_model, selection.quantized)
+    on_disk = selection.quantized
     agreement = compare_embeddings(float_probes, embed_probes(int8_model)).mean_cosine
     for position, candidate in enumerate(candidates):
         if time.monotonic() - started >= budget_s:
             selection.untried = candidates[position:]
             break
-        trial = [*selection.quantized, candidate]
-        _quantize(float_model, int8_model, trial)
+        on_disk = [*selection.quantized, candidate]
+        quantize_nodes(float_model, int8_model, on_disk)
         trial_agreement = compare_embeddings(float_probes, embed_probes(int8_model)).mean_cosine
         if agreement - trial_agreement <= MAX_MEAN_COSINE_DROP:
-            selection.quantized, agreement = trial, trial_agreement
+            selection.quantized, agreement = on_disk, trial_agreement
         else:
             selection.kept_float.append(candidate)
-    if selection.kept_float or selection.untried:
-        # The file on disk holds the last try; write the accepted selection.
-        _quantize(float_model, int8_model, selection.quantized)
+    if on_disk != selection.quantized:  # the last try was rejected
+        quantize_nodes(float_model, int8_model, selection.quantized)
     selection.seconds = round(time.monotonic() - started, 2)
     logger.info(
         "int8 selection: %d operators in int8, %d kept in float, %d not tried (%.1f s)",
@@ -104,7 +104,7 @@ def write_int8_model(
     return selection
 
 
-def _base_selection(float_model: Path, matmuls: list[str]) -> list[str]:
+def _base_selection(names: dict[str, list[str]]) -> list[str]:
     """The fused Attention operators and, where the graph has them under BERT's names, the
     feed-forward up-projections.
 
@@ -112,11 +112,12 @@ def _base_selection(float_model: Path, matmuls: list[str]) -> list[str]:
     hit@10 0.373: the up-projections in int8, 0.186 / 0.290 / -; with the attention's
     projections too, 0.185 / 0.279 / 0.367 (probe min cosine 0.993) and 16 % less time.
     """
-    up_projections = [name for name in matmuls if _FEED_FORWARD_INPUT.search(name)]
-    return _node_names(float_model, "Attention") + up_projections
+    up_projections = [name for name in names["MatMul"] if _FEED_FORWARD_INPUT.search(name)]
+    return names["Attention"] + up_projections
 
 
-def _quantize(float_model: Path, int8_model: Path, nodes: list[str]) -> None:
+def quantize_nodes(float_model: Path, int8_model: Path, nodes: list[str]) -> None:
+    """Write ``int8_model``: ``float_model`` with the MatMul and Attention ``nodes`` in int8."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -134,8 +135,13 @@ def _quantize(float_model: Path, int8_model: Path, nodes: list[str]) -> None:
         )
 
 
-def _node_names(float_model: Path, op_type: str) -> list[str]:
+def _node_names_by_type(float_model: Path) -> dict[str, list[str]]:
+    """The names of the graph's MatMul and Attention nodes, in graph order."""
     import onnx
 
     graph = onnx.load(str(float_model), load_external_data=False).graph
-    return [node.name for node in graph.node if node.op_type == op_type]
+    names: dict[str, list[str]] = {"MatMul": [], "Attention": []}
+    for node in graph.node:
+        if node.op_type in names:
+            names[node.op_type].append(node.name)
+    return names

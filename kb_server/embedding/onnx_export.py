@@ -286,7 +286,7 @@ def _fuse_transformer_operators(float_model: Path, model: Any) -> dict[str, int]
     optimizer fails (the plain graph stays; the float check after this judges either).
 
     Measured on MiniLM over the benchmark corpus's chunks (2 cores): the float graph 17 %
-    faster; the int8 one (see _quantize) as fast as the unfused int8 graph and closer to the
+    faster; the int8 one (see int8_selection) as fast as the unfused int8 graph and closer to the
     float model (probe min cosine 0.982 -> 0.996): the fused attention stays in float where
     the plain graph's attention products were quantized. Residual adds are left out of the
     layer norms (SkipLayerNormalization is slow on a CPU, see onnx_sessions): 7 % less time.

@@ -34,7 +34,7 @@ from kb_server.embedding.export_manifest import (
     export_folder,
     read_export,
 )
-from kb_server.embedding.int8_selection import MAX_MEAN_COSINE_DROP
+from kb_server.embedding.int8_selection import MAX_MEAN_COSINE_DROP, quantize_nodes
 from kb_server.embedding.onnx_embedder import OnnxVariant, load_onnx_model, open_onnx_model
 from kb_server.embedding.onnx_export import ensure_export
 from kb_server.embedding.probes import MIN_INT8_COSINE, PROBE_TEXTS, compare_embeddings
@@ -296,8 +296,7 @@ def test_manifest_records_the_model_and_the_int8_check(minilm_export: OnnxExport
 def test_minilm_graph_runs_on_fused_transformer_operators(minilm_export: OnnxExport) -> None:
     """MiniLM's 6 layers each become one Attention and one BiasGelu operator of ONNX Runtime;
     the residual adds stay apart from their LayerNormalization (SkipLayerNormalization is
-    slower on a CPU). The int8 file quantizes the attention and the feed-forward
-    up-projections only. The torch model's attention setting is left as it was."""
+    slower on a CPU). The int8 file runs the attention as QAttention."""
     fused = minilm_export.manifest.fused_operators
     assert fused["Attention"] == 6
     assert fused["BiasGelu"] == 6
@@ -355,15 +354,7 @@ def test_int8_search_keeps_only_the_damaging_projections_in_float(
     ]
     chosen = agreement(minilm_export.int8_model)
     widened = tmp_path / "widened.onnx"
-    quantize_dynamic(
-        str(minilm_export.float_model),
-        str(widened),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Attention"],
-        nodes_to_quantize=[*quantized, kept[0]],
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    quantize_nodes(minilm_export.float_model, widened, [*quantized, kept[0]])
     assert chosen - agreement(widened) > MAX_MEAN_COSINE_DROP
 
 
