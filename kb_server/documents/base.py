@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from langchain_core.documents import Document
 
@@ -102,9 +102,16 @@ class LoaderContext:
     progress: LoadProgress = field(default_factory=LoadProgress, compare=False)
 
 
+# How much of a format's reading can be OCR: none; images embedded in the file (scanned PDF
+# pages, pictures in Word or PowerPoint files); or the whole file (an image). An ingest reads
+# files in this order, so that embedding starts early and OCR, the slow part, runs beside it.
+OcrUse = Literal["none", "embedded", "whole"]
+
+
 class Loader(Protocol):
     name: ClassVar[str]
     suffixes: ClassVar[frozenset[str]]
+    ocr_use: ClassVar[OcrUse]
 
     def __init__(self, context: LoaderContext) -> None: ...
 

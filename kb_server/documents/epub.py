@@ -14,7 +14,7 @@ from langchain_core.documents import Document
 from lxml import etree
 
 from kb_server.documents.archives import check_archive
-from kb_server.documents.base import LoaderContext, reject_empty
+from kb_server.documents.base import LoaderContext, OcrUse, reject_empty
 from kb_server.documents.html import html_to_text
 from kb_server.errors import DocumentLoadError
 
@@ -35,6 +35,7 @@ _BROKEN_BOOK_ERRORS = (
 class EpubLoader:
     name: ClassVar[str] = "epub"
     suffixes: ClassVar[frozenset[str]] = frozenset({".epub"})
+    ocr_use: ClassVar[OcrUse] = "none"
 
     def __init__(self, context: LoaderContext) -> None:
         self._context = context

@@ -15,7 +15,7 @@ from bs4.dammit import EncodingDetector
 from bs4.element import NavigableString, PageElement
 from langchain_core.documents import Document
 
-from kb_server.documents.base import LoaderContext, render_row
+from kb_server.documents.base import LoaderContext, OcrUse, render_row
 from kb_server.documents.outline import Heading, locate_headings
 from kb_server.errors import DocumentLoadError
 
@@ -73,6 +73,7 @@ def html_to_text(markup: bytes) -> HtmlText:
 class HtmlLoader:
     name: ClassVar[str] = "html"
     suffixes: ClassVar[frozenset[str]] = frozenset({".html", ".htm"})
+    ocr_use: ClassVar[OcrUse] = "none"
 
     def __init__(self, context: LoaderContext) -> None:
         self._context = context

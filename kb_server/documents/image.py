@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from langchain_core.documents import Document
 
-from kb_server.documents.base import LoaderContext, reject_empty
+from kb_server.documents.base import LoaderContext, OcrUse, reject_empty
 from kb_server.documents.ocr import UnreadableImageError, check_image_pixels
 from kb_server.errors import DocumentLoadError, OcrUnavailableError
 
@@ -23,6 +23,7 @@ class ImageLoader:
 
     name: ClassVar[str] = "image"
     suffixes: ClassVar[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+    ocr_use: ClassVar[OcrUse] = "whole"
 
     def __init__(self, context: LoaderContext) -> None:
         self._context = context

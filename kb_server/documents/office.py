@@ -30,7 +30,7 @@ from pptx.slide import Slide
 from pptx.table import Table as SlideTable
 
 from kb_server.documents.archives import check_archive
-from kb_server.documents.base import LoaderContext, OcrReader, reject_empty, render_row
+from kb_server.documents.base import LoaderContext, OcrReader, OcrUse, reject_empty, render_row
 from kb_server.documents.ocr import UnreadableImageError, check_image_pixels
 from kb_server.documents.outline import locate_headings
 from kb_server.errors import DocumentLoadError
@@ -66,6 +66,7 @@ _PICTURE_REL_IDS = etree.XPath(
 class DocxLoader:
     name: ClassVar[str] = "docx"
     suffixes: ClassVar[frozenset[str]] = frozenset({".docx"})
+    ocr_use: ClassVar[OcrUse] = "embedded"
 
     def __init__(self, context: LoaderContext) -> None:
         self._context = context
@@ -87,6 +88,7 @@ class DocxLoader:
 class PptxLoader:
     name: ClassVar[str] = "pptx"
     suffixes: ClassVar[frozenset[str]] = frozenset({".pptx"})
+    ocr_use: ClassVar[OcrUse] = "embedded"
 
     def __init__(self, context: LoaderContext) -> None:
         self._context = context

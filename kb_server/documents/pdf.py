@@ -18,7 +18,7 @@ from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import DictionaryObject
 
-from kb_server.documents.base import LoaderContext, OcrReader, reject_empty
+from kb_server.documents.base import LoaderContext, OcrReader, OcrUse, reject_empty
 from kb_server.documents.ocr import ImageTooLargeError, UnreadableImageError, check_image_pixels
 from kb_server.errors import DocumentLoadError
 from kb_server.settings import DocumentSettings
@@ -37,6 +37,7 @@ class PdfLoader:
 
     name: ClassVar[str] = "pdf"
     suffixes: ClassVar[frozenset[str]] = frozenset({".pdf"})
+    ocr_use: ClassVar[OcrUse] = "embedded"
 
     def __init__(self, context: LoaderContext) -> None:
         self._context = context

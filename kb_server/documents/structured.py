@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from langchain_core.documents import Document
 
-from kb_server.documents.base import LoaderContext
+from kb_server.documents.base import LoaderContext, OcrUse
 from kb_server.documents.encoding import decode_text
 from kb_server.errors import DocumentLoadError
 
@@ -30,6 +30,7 @@ from kb_server.errors import DocumentLoadError
 class JsonLoader:
     name: ClassVar[str] = "json"
     suffixes: ClassVar[frozenset[str]] = frozenset({".json"})
+    ocr_use: ClassVar[OcrUse] = "none"
 
     def __init__(self, context: LoaderContext) -> None:
         self.context = context
@@ -53,6 +54,7 @@ class JsonLoader:
 class JsonlLoader:
     name: ClassVar[str] = "jsonl"
     suffixes: ClassVar[frozenset[str]] = frozenset({".jsonl"})
+    ocr_use: ClassVar[OcrUse] = "none"
 
     def __init__(self, context: LoaderContext) -> None:
         self.context = context

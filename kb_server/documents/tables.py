@@ -21,7 +21,7 @@ from langchain_core.documents import Document
 from openpyxl.utils.exceptions import InvalidFileException
 
 from kb_server.documents.archives import check_archive
-from kb_server.documents.base import LoaderContext, reject_empty, render_row
+from kb_server.documents.base import LoaderContext, OcrUse, reject_empty, render_row
 from kb_server.documents.encoding import decode_text
 from kb_server.errors import DocumentLoadError
 
@@ -49,6 +49,7 @@ class CsvLoader:
 
     name: ClassVar[str] = "csv"
     suffixes: ClassVar[frozenset[str]] = frozenset({".csv"})
+    ocr_use: ClassVar[OcrUse] = "none"
 
     def __init__(self, context: LoaderContext) -> None:
         self.context = context
@@ -69,6 +70,7 @@ class XlsxLoader:
 
     name: ClassVar[str] = "xlsx"
     suffixes: ClassVar[frozenset[str]] = frozenset({".xlsx"})
+    ocr_use: ClassVar[OcrUse] = "none"
 
     def __init__(self, context: LoaderContext) -> None:
         self.context = context

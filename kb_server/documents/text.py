@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from langchain_core.documents import Document
 
-from kb_server.documents.base import LoaderContext
+from kb_server.documents.base import LoaderContext, OcrUse
 from kb_server.documents.encoding import decode_text
 
 
@@ -21,6 +21,7 @@ def _load_text(path: Path, metadata: dict[str, object]) -> list[Document]:
 class TextLoader:
     name: ClassVar[str] = "text"
     suffixes: ClassVar[frozenset[str]] = frozenset({".txt"})
+    ocr_use: ClassVar[OcrUse] = "none"
 
     def __init__(self, context: LoaderContext) -> None:
         self.context = context
@@ -34,6 +35,7 @@ class MarkdownLoader:
 
     name: ClassVar[str] = "markdown"
     suffixes: ClassVar[frozenset[str]] = frozenset({".md"})
+    ocr_use: ClassVar[OcrUse] = "none"
 
     def __init__(self, context: LoaderContext) -> None:
         self.context = context

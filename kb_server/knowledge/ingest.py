@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 from kb_server.chunking import DocumentPipeline
 from kb_server.db.engine import Database
 from kb_server.db.models import ChunkRow, FileStatus, KnowledgeFile
-from kb_server.documents.image import ImageLoader
+from kb_server.documents.base import OcrUse
 from kb_server.embedding.base import Embedder
 from kb_server.failpoints import failpoint
 from kb_server.fingerprints import file_sha256
@@ -60,6 +61,7 @@ EMBED_WINDOW_BATCHES = 8
 # the reader pauses while this many chunks are read but not yet embedded.
 PREFETCH_FILES = 256
 PREFETCH_CHUNKS = GROUP_CHUNKS
+_OCR_RANKS: Final[dict[OcrUse, int]] = {"none": 0, "embedded": 1, "whole": 2}
 
 
 class KbWriter(KeywordSync):
@@ -148,9 +150,9 @@ class KbWriter(KeywordSync):
         group_chunks = 0
         waiting: list[tuple[PreparedFile, int]] = []
         window = self.batch_size * EMBED_WINDOW_BATCHES
-        # Image files are read last: their OCR then runs beside the embedding of the other
-        # files' chunks, instead of first, with nothing to embed yet.
-        reading_order = sorted(file_names, key=self._is_image)
+        # Files that need no OCR are read first, images last: embedding starts at once and the
+        # OCR runs beside it, instead of first with nothing to embed yet.
+        reading_order = sorted(file_names, key=self._ocr_rank)
         with Prefetcher(
             prepare,
             reading_order,
@@ -310,12 +312,13 @@ class KbWriter(KeywordSync):
         chunk_ids = self._chunk_ids(row)
         return chunk_ids if all(i in indexed_ids for i in chunk_ids) else None
 
-    def _is_image(self, file_name: str) -> bool:
-        """Read by the image loader (its own suffixes, or ones mapped to it in settings)."""
+    def _ocr_rank(self, file_name: str) -> int:
+        """0 when its loader needs no OCR, 1 when it may OCR images inside the file, 2 when
+        the file is an image (by its loader, so suffixes mapped to one in settings count)."""
         registry = self.pipeline.registry
-        return registry.is_supported(file_name) and (
-            registry.loader_for(file_name).name == ImageLoader.name
-        )
+        if not registry.is_supported(file_name):
+            return 0
+        return _OCR_RANKS[registry.loader_for(file_name).ocr_use]
 
     @staticmethod
     def _known_empty(row: KnowledgeFile, sha: str, wanted: SplitterSettings) -> bool:

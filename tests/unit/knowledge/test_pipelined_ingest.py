@@ -15,7 +15,8 @@ from kb_server.knowledge.service import KnowledgeBaseService
 from kb_server.knowledge.types import INGEST_STAGES, NoProgress
 from kb_server.settings import load_settings
 from tests.unit.conftest import MINILM, CountingEmbedder
-from tests.unit.documents.rendering import render_text_image
+from tests.unit.documents.rendering import render_text_image, write_pdf
+from tests.unit.documents.test_office_loaders import write_docx
 from tests.unit.knowledge.test_service import CATS, GARDEN, ROCKETS, add_text
 
 PARAGRAPHS = [
@@ -172,11 +173,12 @@ class LoadingOrder(NoProgress):
             self.loaded.append(file_name)
 
 
-def test_image_files_are_read_after_the_others(
+def test_files_are_read_in_order_of_their_ocr_use(
     tmp_path: Path, counting_embedder: CountingEmbedder, cjk_font_path: Path
 ) -> None:
-    """Their OCR then runs beside the embedding; a suffix mapped to the image loader in the
-    settings counts as an image too."""
+    """Files that need no OCR first, then those that may hold images (PDF, Word), images
+    last: the embedding starts at once and OCR runs beside it. A suffix mapped to the image
+    loader in the settings counts as an image too."""
     settings = load_settings(
         kb_root=tmp_path / "kb_root",
         embedding={"model": MINILM},
@@ -187,13 +189,21 @@ def test_image_files_are_read_after_the_others(
     content = service.paths("mixed").content
     render_text_image(["扫描文件"], cjk_font_path).save(content / "a_scan.tif")
     render_text_image(["知识库问答系统"], cjk_font_path).save(content / "b_shot.png")
-    add_text(service, "mixed", "c_notes.txt", CATS)
-    add_text(service, "mixed", "d_more.txt", ROCKETS)
+    write_pdf(content / "c_report.pdf", [["离线知识库的年度报告"]], cjk_font_path)
+    write_docx(content / "d_manual.docx")
+    add_text(service, "mixed", "e_notes.txt", CATS)
+    add_text(service, "mixed", "f_more.txt", ROCKETS)
+    names = sorted(path.name for path in content.iterdir())
     order = LoadingOrder()
 
-    report = service.add_files(
-        "mixed", ["a_scan.tif", "b_shot.png", "c_notes.txt", "d_more.txt"], progress=order
-    )
+    report = service.add_files("mixed", names, progress=order)
 
-    assert sorted(report.files_indexed) == ["a_scan.tif", "b_shot.png", "c_notes.txt", "d_more.txt"]
-    assert order.loaded == ["c_notes.txt", "d_more.txt", "a_scan.tif", "b_shot.png"]
+    assert sorted(report.files_indexed) == names
+    assert order.loaded == [
+        "e_notes.txt",
+        "f_more.txt",
+        "c_report.pdf",
+        "d_manual.docx",
+        "a_scan.tif",
+        "b_shot.png",
+    ]
