@@ -22,7 +22,8 @@ from kb_server.fingerprints import digest, installed_versions
 logger = logging.getLogger(__name__)
 
 # Bump when the files or the manifest an export holds change: older exports are then redone.
-EXPORT_FORMAT_VERSION: Final = 6  # 4: int8 up-projections; 5: + attention; 6: int8 searched
+# 4: int8 up-projections; 5: + attention; 6: int8 searched; 7: + row-scaled int8
+EXPORT_FORMAT_VERSION: Final = 7
 MANIFEST_FILE: Final = "manifest.json"
 FLOAT_MODEL_FILE: Final = "model.onnx"
 INT8_MODEL_FILE: Final = "model_int8.onnx"
@@ -86,6 +87,8 @@ class ExportManifest(BaseModel):
     fused_operators: dict[str, int] = {}
     # MatMuls of the int8 file left in float (kb_server/embedding/int8_selection.py).
     int8_kept_float: list[str] = []
+    # MatMuls of the int8 file in row-scaled int8 (kb_server/embedding/row_scaled_int8.py).
+    int8_row_scaled: list[str] = []
 
 
 @dataclass(frozen=True)

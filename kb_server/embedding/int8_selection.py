@@ -10,10 +10,12 @@ cosine 0.961 with every projection in int8, 0.990 with those four kept in float)
 
 So the selection starts from what is safe in BERT-family graphs (the fused attention's Q/K/V
 projections and the feed-forward up-projections, measured on CMRC 2018, see _base_selection)
-and tries every other MatMul once, deepest first, on top of what was accepted so far: one
-that lowers the probes' mean cosine by more than MAX_MEAN_COSINE_DROP stays in float. Each try
-quantizes the whole graph (about 3 s for MiniLM on 2 cores), so the search stops after
-``budget_s``; what it did not reach stays in float.
+and tries every other MatMul, deepest first, on top of what was accepted so far: first in
+ONNX Runtime's int8, then, if that lowers the probes' mean cosine by more than
+MAX_MEAN_COSINE_DROP, row-scaled (kb_server/embedding/row_scaled_int8.py: slower, but each
+token quantized on its own scale); one that loses too much both ways stays in float.
+Each try quantizes the whole graph (about 3 s for MiniLM on 2 cores), so the search stops
+after ``budget_s``; what it did not reach stays in float.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -31,6 +33,7 @@ from numpy.typing import NDArray
 
 from kb_server.embedding.library_logs import quiet_logs_from
 from kb_server.embedding.probes import compare_embeddings
+from kb_server.embedding.row_scaled_int8 import rewrite_row_scaled
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,9 @@ class Int8Selection:
     """What the int8 file holds in int8, and which candidates stayed in float and why."""
 
     quantized: list[str] = field(default_factory=list)
-    # Tried and kept in float: quantizing each lowered the probes' agreement too much.
+    # In int8 with one scale per token (row_scaled_int8): ONNX Runtime's int8 lost too much.
+    row_scaled: list[str] = field(default_factory=list)
+    # Tried and kept in float: either int8 form lowered the probes' agreement too much.
     kept_float: list[str] = field(default_factory=list)
     # Not tried: the search ran out of time first.
     untried: list[str] = field(default_factory=list)
@@ -77,26 +82,37 @@ def write_int8_model(
     names = _node_names_by_type(float_model)
     selection = Int8Selection(quantized=_base_selection(names))
     candidates = [name for name in reversed(names["MatMul"]) if name not in selection.quantized]
-    quantize_nodes(float_model, int8_model, selection.quantized)
-    on_disk = selection.quantized
+    on_disk = (selection.quantized, selection.row_scaled)
+    quantize_nodes(float_model, int8_model, *on_disk)
     agreement = compare_embeddings(float_probes, embed_probes(int8_model)).mean_cosine
+
+    def accepted(quantized: list[str], row_scaled: list[str]) -> bool:
+        nonlocal agreement, on_disk
+        on_disk = (quantized, row_scaled)
+        quantize_nodes(float_model, int8_model, quantized, row_scaled)
+        trial_agreement = compare_embeddings(float_probes, embed_probes(int8_model)).mean_cosine
+        if agreement - trial_agreement > MAX_MEAN_COSINE_DROP:
+            return False
+        selection.quantized, selection.row_scaled = quantized, row_scaled
+        agreement = trial_agreement
+        return True
+
     for position, candidate in enumerate(candidates):
         if time.monotonic() - started >= budget_s:
             selection.untried = candidates[position:]
             break
-        on_disk = [*selection.quantized, candidate]
-        quantize_nodes(float_model, int8_model, on_disk)
-        trial_agreement = compare_embeddings(float_probes, embed_probes(int8_model)).mean_cosine
-        if agreement - trial_agreement <= MAX_MEAN_COSINE_DROP:
-            selection.quantized, agreement = on_disk, trial_agreement
-        else:
+        if not accepted([*selection.quantized, candidate], selection.row_scaled) and not (
+            accepted(selection.quantized, [*selection.row_scaled, candidate])
+        ):
             selection.kept_float.append(candidate)
-    if on_disk != selection.quantized:  # the last try was rejected
-        quantize_nodes(float_model, int8_model, selection.quantized)
+    if on_disk != (selection.quantized, selection.row_scaled):  # the last try was rejected
+        quantize_nodes(float_model, int8_model, selection.quantized, selection.row_scaled)
     selection.seconds = round(time.monotonic() - started, 2)
     logger.info(
-        "int8 selection: %d operators in int8, %d kept in float, %d not tried (%.1f s)",
+        "int8 selection: %d operators in int8, %d row-scaled, %d kept in float, %d not tried "
+        "(%.1f s)",
         len(selection.quantized),
+        len(selection.row_scaled),
         len(selection.kept_float),
         len(selection.untried),
         selection.seconds,
@@ -116,8 +132,11 @@ def _base_selection(names: dict[str, list[str]]) -> list[str]:
     return names["Attention"] + up_projections
 
 
-def quantize_nodes(float_model: Path, int8_model: Path, nodes: list[str]) -> None:
-    """Write ``int8_model``: ``float_model`` with the MatMul and Attention ``nodes`` in int8."""
+def quantize_nodes(
+    float_model: Path, int8_model: Path, nodes: list[str], row_scaled: Sequence[str] = ()
+) -> None:
+    """Write ``int8_model``: ``float_model`` with the MatMul and Attention ``nodes`` in ONNX
+    Runtime's int8 and the MatMuls ``row_scaled`` in row-scaled int8."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -133,6 +152,10 @@ def quantize_nodes(float_model: Path, int8_model: Path, nodes: list[str]) -> Non
             # Shape inference knows no types for the fused operators' outputs; they are float.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
+    if row_scaled:
+        model = onnx.load(str(int8_model))
+        rewrite_row_scaled(model, row_scaled)
+        onnx.save(model, str(int8_model))
 
 
 def _node_names_by_type(float_model: Path) -> dict[str, list[str]]:

@@ -214,6 +214,7 @@ def _write_files(
         int8_accepted=int8_check.accepted(MIN_INT8_COSINE),
         fused_operators=fused_operators,
         int8_kept_float=selection.kept_float + selection.untried,
+        int8_row_scaled=selection.row_scaled,
     )
     (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest
