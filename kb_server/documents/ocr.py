@@ -144,8 +144,8 @@ class RapidOcrReader:
             for option, path in (("det_model_path", det_model), ("rec_model_path", rec_model))
             if path is not None
         }
-        # Every session on one thread; the detector gets a session of its own below, and the
-        # recognizer reads ``threads`` lines at once (one thread each).
+        # Every session on one thread; both models get sessions of their own below (the
+        # detector on ``threads`` threads), and the recognizer reads ``threads`` lines at once.
         engine = _import_engine_class()(
             det_limit_type=self.settings.det_limit_type,
             det_limit_side_len=self.settings.det_limit_side_len,
@@ -277,19 +277,21 @@ def _give_models_own_sessions(
     heap and gave them back, and release_freed_memory() after each image returned them to the
     system, to be faulted in again by the next. Measured on a 2-core machine: detection took
     0.25 s per 960x576 input instead of 0.15 s with the arena; with the recognizer's arena too,
-    33 screenshots cost 22 CPU seconds instead of 24-26 (1.1 million page faults fewer than
-    190,000) and the peak RSS fell from 450-465 to 355-360 MB. The detector's arena holds about
-    130 MB between images, the recognizer's about 35; both are bounded, since the detector's
-    input is (by ``det_limit_side_len`` with the "max" type, else by RapidOCR's 2,000 px limit)
-    and a text line's height is fixed (48 px).
+    33 screenshots cost 22 CPU seconds instead of 24-26 (190,000 page faults instead of 1.1
+    million) and the peak RSS fell from 450-465 to 355-360 MB. The detector's arena holds about
+    130 MB between images, bounded since its input is (by ``det_limit_side_len`` with the "max"
+    type, else by RapidOCR's 2,000 px limit). The recognizer's grows with the widest text line
+    read so far (48 px high, as wide as its aspect ratio makes it, at most the image's
+    ``documents.max_image_pixels`` bound), times the lines read at once: about 35 MB on the
+    benchmark corpus's screenshots.
     """
     try:
-        detector, recognizer = engine.text_det.infer, engine.text_rec.session
+        detector_holder, recognizer_holder = engine.text_det.infer, engine.text_rec.session
     except AttributeError as error:
         logger.warning("OCR sessions left as they are (unexpected RapidOCR layout: %s)", error)
         return
-    detector.session = cpu_session(det_model, detector_threads)
-    recognizer.session = cpu_session(rec_model, 1)
+    detector_holder.session = cpu_session(det_model, detector_threads)
+    recognizer_holder.session = cpu_session(rec_model, 1)
 
 
 @functools.cache

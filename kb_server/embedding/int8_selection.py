@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from kb_server.embedding.library_logs import quiet_logs_from
 from kb_server.embedding.probes import compare_embeddings
-from kb_server.embedding.row_scaled_int8 import rewrite_row_scaled
+from kb_server.embedding.row_scaled_int8 import rewrite_row_scaled, row_scalable
 
 logger = logging.getLogger(__name__)
 
@@ -79,14 +79,15 @@ def write_int8_model(
     base selection).
     """
     started = time.monotonic()
-    names = _node_names_by_type(float_model)
+    names, row_scalable_names = _candidate_names(float_model)
     selection = Int8Selection(quantized=_base_selection(names))
     candidates = [name for name in reversed(names["MatMul"]) if name not in selection.quantized]
     on_disk = (selection.quantized, selection.row_scaled)
     quantize_nodes(float_model, int8_model, *on_disk)
     agreement = compare_embeddings(float_probes, embed_probes(int8_model)).mean_cosine
 
-    def accepted(quantized: list[str], row_scaled: list[str]) -> bool:
+    def keep_if_close(quantized: list[str], row_scaled: list[str]) -> bool:
+        """Write this selection; keep it if the probes' agreement drops little enough."""
         nonlocal agreement, on_disk
         on_disk = (quantized, row_scaled)
         quantize_nodes(float_model, int8_model, quantized, row_scaled)
@@ -101,8 +102,12 @@ def write_int8_model(
         if time.monotonic() - started >= budget_s:
             selection.untried = candidates[position:]
             break
-        if not accepted([*selection.quantized, candidate], selection.row_scaled) and not (
-            accepted(selection.quantized, [*selection.row_scaled, candidate])
+        if not (
+            keep_if_close([*selection.quantized, candidate], selection.row_scaled)
+            or (
+                candidate in row_scalable_names
+                and keep_if_close(selection.quantized, [*selection.row_scaled, candidate])
+            )
         ):
             selection.kept_float.append(candidate)
     if on_disk != (selection.quantized, selection.row_scaled):  # the last try was rejected
@@ -140,6 +145,11 @@ def quantize_nodes(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if not nodes:  # quantize_dynamic would take an empty list for "every node"
+        model = onnx.load(str(float_model))
+        rewrite_row_scaled(model, row_scaled)
+        onnx.save(model, str(int8_model))
+        return
     with quiet_logs_from(str(Path("onnxruntime") / "quantization")):
         quantize_dynamic(
             str(float_model),
@@ -158,13 +168,14 @@ def quantize_nodes(
         onnx.save(model, str(int8_model))
 
 
-def _node_names_by_type(float_model: Path) -> dict[str, list[str]]:
-    """The names of the graph's MatMul and Attention nodes, in graph order."""
+def _candidate_names(float_model: Path) -> tuple[dict[str, list[str]], set[str]]:
+    """The names of the graph's MatMul and Attention nodes, in graph order, and of the
+    MatMuls that can run row-scaled."""
     import onnx
 
-    graph = onnx.load(str(float_model), load_external_data=False).graph
+    model = onnx.load(str(float_model), load_external_data=False)
     names: dict[str, list[str]] = {"MatMul": [], "Attention": []}
-    for node in graph.node:
+    for node in model.graph.node:
         if node.op_type in names:
             names[node.op_type].append(node.name)
-    return names
+    return names, row_scalable(model)

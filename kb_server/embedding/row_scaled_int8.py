@@ -23,6 +23,7 @@ the rule. A token's vector no longer depends on the other tokens' ranges either.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from typing import Any, Final
 
@@ -38,42 +39,62 @@ _MIN_RANGE: Final = 1e-12
 
 
 def quantize_weight_columns(weight: NDArray[np.float32]) -> tuple[NDArray[np.int8], NDArray[Any]]:
-    """Symmetric int8 weights with one scale per output column, and those scales."""
+    """Symmetric 7-bit weights (-63..63, stored as int8) with one scale per output column, and
+    those scales."""
     scales = np.maximum(np.abs(weight).max(axis=0), _MIN_RANGE) / _WEIGHT_LEVELS
     quantized = np.clip(np.round(weight / scales), -_WEIGHT_LEVELS, _WEIGHT_LEVELS).astype(np.int8)
     return quantized, scales.astype(np.float32)
 
 
-def rewrite_row_scaled(model: Any, node_names: Collection[str]) -> None:
-    """Replace the float MatMuls named ``node_names`` (activation times a constant 2-D
-    weight) in ``model`` (an onnx.ModelProto, changed in place) by their row-scaled int8 form.
+def row_scalable(model: Any) -> set[str]:
+    """Names of the MatMuls in ``model`` (an onnx.ModelProto) that rewrite_row_scaled takes:
+    an activation times a constant float 2-D weight, the name unique in the graph."""
+    from onnx import TensorProto
 
-    Raises ValueError, leaving ``model`` as it was, when a name is missing or not such a MatMul.
+    constants = {
+        tensor.name
+        for tensor in model.graph.initializer
+        if tensor.data_type == TensorProto.FLOAT and len(tensor.dims) == 2
+    }
+    uses_of_name = Counter(node.name for node in model.graph.node)
+    return {
+        node.name
+        for node in model.graph.node
+        if node.op_type == "MatMul"
+        and len(node.input) == 2
+        and node.input[1] in constants
+        and node.input[0] not in constants
+        and uses_of_name[node.name] == 1
+    }
+
+
+def rewrite_row_scaled(model: Any, node_names: Collection[str]) -> None:
+    """Replace the float MatMuls named ``node_names`` (see row_scalable) in ``model`` (an
+    onnx.ModelProto, changed in place) by their row-scaled int8 form.
+
+    Raises ValueError, leaving ``model`` as it was, when a name is not one row_scalable gives.
     """
     from onnx import TensorProto, helper, numpy_helper
 
+    if not node_names:
+        return
+    refused = set(node_names) - row_scalable(model)
+    if refused:
+        raise ValueError(
+            f"not a uniquely named MatMul by a constant float 2-D weight: {sorted(refused)}"
+        )
     graph = model.graph
     constants = {tensor.name: tensor for tensor in graph.initializer}
-    weights: dict[str, NDArray[np.float32]] = {}
-    for node in graph.node:
-        if node.name in node_names:
-            tensor = constants.get(node.input[1]) if node.op_type == "MatMul" else None
-            weight = None if tensor is None else numpy_helper.to_array(tensor)
-            if weight is None or weight.ndim != 2 or weight.dtype != np.float32:
-                raise ValueError(f"{node.name!r} is not a MatMul by a constant float 2-D weight")
-            weights[node.name] = weight
-    missing = set(node_names) - set(weights)
-    if missing:
-        raise ValueError(f"no nodes named {sorted(missing)}")
-
     opset = next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
     shared = _shared_constants(graph, opset)
     rewritten: list[Any] = []
+    replaced_weights: set[str] = set()
     for node in graph.node:
-        if node.name not in weights:
+        if node.name not in node_names:
             rewritten.append(node)
             continue
-        quantized, scales = quantize_weight_columns(weights[node.name])
+        replaced_weights.add(node.input[1])
+        quantized, scales = quantize_weight_columns(numpy_helper.to_array(constants[node.input[1]]))
         prefix = f"{node.name}/row_scaled/"
         graph.initializer.extend(
             [
@@ -86,11 +107,34 @@ def rewrite_row_scaled(model: Any, node_names: Collection[str]) -> None:
         )
     del graph.node[:]
     graph.node.extend(rewritten)
-    # The float weights of the replaced MatMuls are used by nothing now.
-    used = {name for node in graph.node for name in node.input}
-    kept = [tensor for tensor in graph.initializer if tensor.name in used]
+    _drop_unused(graph, replaced_weights)
+
+
+def _drop_unused(graph: Any, weights: set[str]) -> None:
+    """Remove those of ``weights`` nothing reads any more (a node here or in a subgraph, a
+    graph output), with their graph-input entries (older models list weights as inputs)."""
+    unused = weights - _names_read(graph) - {output.name for output in graph.output}
+    kept = [tensor for tensor in graph.initializer if tensor.name not in unused]
     del graph.initializer[:]
     graph.initializer.extend(kept)
+    inputs = [value for value in graph.input if value.name not in unused]
+    del graph.input[:]
+    graph.input.extend(inputs)
+
+
+def _names_read(graph: Any) -> set[str]:
+    from onnx import AttributeProto
+
+    names: set[str] = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            if attribute.type == AttributeProto.GRAPH:
+                names |= _names_read(attribute.g)
+            elif attribute.type == AttributeProto.GRAPHS:
+                for subgraph in attribute.graphs:
+                    names |= _names_read(subgraph)
+    return names
 
 
 def _shared_constants(graph: Any, opset: int) -> dict[str, str]:

@@ -314,7 +314,8 @@ class KbWriter(KeywordSync):
 
     def _ocr_rank(self, file_name: str) -> int:
         """0 when its loader needs no OCR, 1 when it may OCR images inside the file, 2 when
-        the file is an image (by its loader, so suffixes mapped to one in settings count)."""
+        the file is an image (by its loader, so suffixes mapped to one in settings count).
+        Unsupported files rank 0: they fail at once."""
         registry = self.pipeline.registry
         if not registry.is_supported(file_name):
             return 0
