@@ -38,6 +38,15 @@ def projection_model(weight: NDArray[np.float32], opset: int) -> onnx.ModelProto
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def with_float_twin(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with a second MatMul "float_twin" of x by the same weight, output "z"."""
+    model.graph.node.append(helper.make_node("MatMul", ["x", "weight"], ["z"], name="float_twin"))
+    model.graph.output.append(
+        helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", "tokens", OUTPUTS])
+    )
+    return model
+
+
 def run(model: onnx.ModelProto, x: NDArray[np.float32], tmp_path: Path) -> NDArray[np.float32]:
     path = tmp_path / "model.onnx"
     onnx.save(model, str(path))
@@ -150,11 +159,7 @@ def test_only_matmuls_of_an_activation_by_a_constant_weight_are_row_scalable(
 def test_a_weight_another_matmul_still_reads_is_kept(
     weight: NDArray[np.float32], tokens: NDArray[np.float32], tmp_path: Path
 ) -> None:
-    model = projection_model(weight, 17)
-    model.graph.node.append(helper.make_node("MatMul", ["x", "weight"], ["z"], name="float_twin"))
-    model.graph.output.append(
-        helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", "tokens", OUTPUTS])
-    )
+    model = with_float_twin(projection_model(weight, 17))
 
     rewrite_row_scaled(model, ["projection"])
 
@@ -171,11 +176,7 @@ def test_quantize_nodes_with_only_row_scaled_ones_quantizes_nothing_else(
     weight: NDArray[np.float32], tokens: NDArray[np.float32], tmp_path: Path
 ) -> None:
     """ONNX Runtime's quantize_dynamic reads an empty node list as "every node"."""
-    model = projection_model(weight, 17)
-    model.graph.node.append(helper.make_node("MatMul", ["x", "weight"], ["z"], name="float_twin"))
-    model.graph.output.append(
-        helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", "tokens", OUTPUTS])
-    )
+    model = with_float_twin(projection_model(weight, 17))
     float_path, int8_path = tmp_path / "float.onnx", tmp_path / "int8.onnx"
     onnx.save(model, str(float_path))
 
