@@ -145,27 +145,26 @@ def quantize_nodes(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if not nodes:  # quantize_dynamic would take an empty list for "every node"
-        model = onnx.load(str(float_model))
-        rewrite_row_scaled(model, row_scaled)
-        onnx.save(model, str(int8_model))
-        return
-    with quiet_logs_from(str(Path("onnxruntime") / "quantization")):
-        quantize_dynamic(
-            str(float_model),
-            str(int8_model),
-            # Per-tensor int8 weights gave cosines of 0.89 with MiniLM.
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul", "Attention"],
-            nodes_to_quantize=nodes,
-            # Shape inference knows no types for the fused operators' outputs; they are float.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-    if row_scaled:
-        model = onnx.load(str(int8_model))
-        rewrite_row_scaled(model, row_scaled)
-        onnx.save(model, str(int8_model))
+    # quantize_dynamic would take an empty node list for "every node": then it is not called.
+    if nodes:
+        with quiet_logs_from(str(Path("onnxruntime") / "quantization")):
+            quantize_dynamic(
+                str(float_model),
+                str(int8_model),
+                # Per-tensor int8 weights gave cosines of 0.89 with MiniLM.
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul", "Attention"],
+                nodes_to_quantize=nodes,
+                # Shape inference knows no types for the fused operators' outputs; they are
+                # float.
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+        if not row_scaled:
+            return
+    model = onnx.load(str(int8_model if nodes else float_model))
+    rewrite_row_scaled(model, row_scaled)
+    onnx.save(model, str(int8_model))
 
 
 def _candidate_names(float_model: Path) -> tuple[dict[str, list[str]], set[str]]:
