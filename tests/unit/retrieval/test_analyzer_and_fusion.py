@@ -1,4 +1,4 @@
-"""Keyword analysis (jieba terms) and weighted reciprocal rank fusion, on hand-checked cases."""
+"""Keyword analysis (jieba words) and weighted reciprocal rank fusion, on hand-checked cases."""
 
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ def test_chinese_text_becomes_jieba_words_with_their_shorter_parts() -> None:
 
 def test_latin_words_are_lower_cased_and_full_width_forms_folded() -> None:
     terms = KeywordAnalyzer().terms("支持ＧＰＴ-4 和 BM25")
-    assert "gpt" in terms
-    assert "bm25" in terms
-    assert "4" in terms
+    assert terms == ["支持", "gpt", "gpt-4", "bm25"]
+
+
+def test_identifiers_are_terms_whole_and_in_their_word_parts() -> None:
+    terms = KeywordAnalyzer().terms("把 batch_size 设为 32，升级到 v4.9.3")
+    assert terms == ["batch", "size", "batch_size", "设", "32", "升级", "到", "v4", "v4.9.3"]
+    # A question naming the identifier, or only a word of it, shares terms with the text.
+    assert {"batch_size", "v4.9.3"} <= set(KeywordAnalyzer().query_terms("batch_size 和 v4.9.3"))
+    assert "size" in KeywordAnalyzer().query_terms("size 参数")
 
 
 def test_punctuation_and_stopwords_are_dropped() -> None:
