@@ -18,8 +18,6 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Final
 
-import rjieba
-
 from kb_server.stores.keyword import KeywordIndex
 
 # Bump when the terms produced for the same text change: indexes built with an older analyzer
@@ -73,6 +71,8 @@ class KeywordAnalyzer:
 
     def terms(self, text: str) -> list[str]:
         """All terms of ``text`` in order, repeats kept (term frequency counts for BM25)."""
+        import rjieba  # loads its dictionary (0.2 s): on first use, not when this is imported
+
         normalized = unicodedata.normalize("NFKC", text).lower()
         words: Iterable[str] = rjieba.cut_for_search(normalized)
         return [word for word in (w.strip() for w in words) if word and _keep(word)]
