@@ -64,6 +64,9 @@ class OcrSettings(BaseModel):
     enabled: bool = True
     det_limit_type: Literal["max", "min"] = "max"
     det_limit_side_len: int = Field(960, ge=32)
+    # With "max": where the median text box found is shorter than this at the detector's
+    # scale, the image is detected again at 1.5 times the limit (0: never).
+    det_small_line_px: int = Field(19, ge=0)
     threads: int = Field(2, ge=1)
     min_image_side_px: int = Field(32, ge=1)
     # Which detection and recognition models run (kb_server/documents/ocr_models.py).

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import textwrap
@@ -234,6 +235,87 @@ def test_two_threads_read_lines_at_once_in_reading_order(cjk_font_path: Path) ->
     # recognizer's feature maps are not faulted in again after each image's memory release.
     assert detector_options.enable_cpu_mem_arena
     assert recognizer_options.enable_cpu_mem_arena
+
+
+SMALL_TEXT_WORDS = (
+    "知识库问答系统离线部署向量检索文档上传索引构建模型推理缓存配置日志权限管理接口服务重排序切分器"
+)
+
+
+def render_small_text_screenshot(font_path: Path) -> tuple[bytes, list[str]]:
+    """A 1920x1080 screenshot with 30 lines of 12 px text 22 px apart, as PNG, and its lines."""
+    choices = random.Random(5)
+    font = ImageFont.truetype(str(font_path), 12)
+    image = Image.new("RGB", (1920, 1080), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    lines = []
+    for index in range(30):
+        words = "".join(choices.choice(SMALL_TEXT_WORDS) for _ in range(choices.randint(8, 30)))
+        lines.append(f"{words}{choices.randint(10, 9999)}")
+        draw.text(
+            (10 + choices.randint(0, 40), 10 + index * 22), lines[-1], font=font, fill="black"
+        )
+    return image_bytes(image, "PNG"), lines
+
+
+class RecordingDetectorSession:
+    """Wraps the detector's ONNX Runtime session: the input shape of every run."""
+
+    def __init__(self, session: Any) -> None:
+        self.wrapped = session
+        self.shapes: list[tuple[int, ...]] = []
+        self.shrinks_arena: list[bool] = []
+
+    def run(self, output_names: Any, feeds: dict[str, Any], *options: Any) -> Any:
+        self.shapes.extend(tuple(value.shape) for value in feeds.values())
+        shrinkage = "memory.enable_memory_arena_shrinkage"
+        self.shrinks_arena.append(
+            bool(options) and options[0].get_run_config_entry(shrinkage) == "cpu:0"
+        )
+        return self.wrapped.run(output_names, feeds, *options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def detector_recording_reader(
+    settings: OcrSettings,
+) -> tuple[RapidOcrReader, RecordingDetectorSession]:
+    reader = RapidOcrReader(settings)
+    reader.warm_up()
+    runs = reader._engine.text_det.infer  # type: ignore[union-attr]
+    recorder = RecordingDetectorSession(runs.session)
+    runs.session = recorder
+    return reader, recorder
+
+
+def test_small_text_is_detected_again_at_a_larger_scale(cjk_font_path: Path) -> None:
+    """At 960 px the 12 px lines of a 1080p screenshot blur into boxes taller than their
+    spacing (22 of its 30 lines were read exactly); detected again at 1440 px all are."""
+    reader, recorder = detector_recording_reader(load_settings().ocr)
+    image, lines = render_small_text_screenshot(cjk_font_path)
+
+    read_lines = reader.read_image(image).replace(" ", "").splitlines()
+
+    assert read_lines == lines
+    assert [shape[2:] for shape in recorder.shapes] == [(544, 960), (800, 1440)]
+    # the larger run's feature maps are not kept in the detector's memory arena afterwards
+    assert recorder.shrinks_arena == [False, True]
+
+    recorder.shapes.clear()
+    assert reader.read_image(render_screenshot(cjk_font_path)).splitlines() == SCREENSHOT_LINES
+    assert len(recorder.shapes) == 1  # 22 px text: found at the limit, detected once
+
+
+def test_a_second_detection_can_be_turned_off(cjk_font_path: Path) -> None:
+    settings = load_settings().ocr.model_copy(update={"det_small_line_px": 0})
+    reader, recorder = detector_recording_reader(settings)
+    image, lines = render_small_text_screenshot(cjk_font_path)
+
+    read_lines = reader.read_image(image).replace(" ", "").splitlines()
+
+    assert [shape[2:] for shape in recorder.shapes] == [(544, 960)]
+    assert read_lines != lines
 
 
 @pytest.mark.parametrize(
