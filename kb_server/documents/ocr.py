@@ -233,8 +233,9 @@ def _detect_small_text_again(
     and 22 of 30 lines read exactly (30 of 30 at 1440 px or full size). Where the median box
     found is below ``small_line_px`` pixels at the detector's scale, the image is detected again
     at 1.5 times the limit (twice read no more lines on 1080p and 1440p screenshots, held about
-    130 MB more while it ran and took 1.8 times as long); callers hold the reader's lock, so
-    swapping the limit affects no other image.
+    130 MB more while it ran and took 1.8 times as long), unless the image is too small for
+    that to be 1.25 times as fine; callers hold the reader's lock, so swapping the limit
+    affects no other image.
     """
     detect = engine.auto_text_det
 
@@ -249,6 +250,8 @@ def _detect_small_text_again(
         if median_line_px * scale >= small_line_px:
             return boxes, seconds
         finer_side_len = min(longest_side, 3 * limit_side_len // 2)
+        if finer_side_len * 4 < limit_side_len * 5:  # under 1.25 times as fine: not worth it
+            return boxes, seconds
         runs = engine.text_det.infer
         session = runs.session
         runs.session = _ArenaShrinkingSession(session)

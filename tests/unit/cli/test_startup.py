@@ -17,6 +17,7 @@ import pytest
 
 from kb_server.cli.processes import ChildSpec, StartupError, check_ports
 from kb_server.cli.startup import banner, package_version
+from kb_server.embedding.base import Embedder
 from kb_server.settings import PROJECT_ROOT, load_settings
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -82,7 +83,9 @@ class Startup:
 
 
 @pytest.fixture
-def base_env(tmp_path: Path) -> dict[str, str]:
+def base_env(tmp_path: Path, embedder: Embedder, model_export_dir: Path) -> dict[str, str]:
+    """The run's ONNX export of MiniLM (made by ``embedder``) is used: exported again under the
+    temp KB root it took about a minute of the 120 s the banner is waited for."""
     kept = {name: value for name, value in os.environ.items() if not name.startswith("KB_")}
     return {
         **kept,
@@ -90,6 +93,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
         "KB_KB_ROOT": str(tmp_path / "kbs"),
         "KB_EMBEDDING__MODEL": MINILM,
         "KB_EMBEDDING__DEVICE": "cpu",
+        "KB_EMBEDDING__EXPORT_DIR": str(model_export_dir),
         "KB_OCR__ENABLED": "false",
     }
 

@@ -242,19 +242,20 @@ SMALL_TEXT_WORDS = (
 )
 
 
-def render_small_text_screenshot(font_path: Path) -> tuple[bytes, list[str]]:
-    """A 1920x1080 screenshot with 30 lines of 12 px text 22 px apart, as PNG, and its lines."""
+def render_small_text_screenshot(
+    font_path: Path, size: tuple[int, int] = (1920, 1080), line_count: int = 30
+) -> tuple[bytes, list[str]]:
+    """A screenshot with lines of 12 px text 22 px apart, as PNG, and its lines."""
     choices = random.Random(5)
     font = ImageFont.truetype(str(font_path), 12)
-    image = Image.new("RGB", (1920, 1080), (250, 250, 250))
+    image = Image.new("RGB", size, (250, 250, 250))
     draw = ImageDraw.Draw(image)
     lines = []
-    for index in range(30):
+    for index in range(line_count):
         words = "".join(choices.choice(SMALL_TEXT_WORDS) for _ in range(choices.randint(8, 30)))
         lines.append(f"{words}{choices.randint(10, 9999)}")
-        draw.text(
-            (10 + choices.randint(0, 40), 10 + index * 22), lines[-1], font=font, fill="black"
-        )
+        position = (10 + choices.randint(0, 40), 10 + index * 22)
+        draw.text(position, lines[-1], font=font, fill="black")
     return image_bytes(image, "PNG"), lines
 
 
@@ -305,6 +306,17 @@ def test_small_text_is_detected_again_at_a_larger_scale(cjk_font_path: Path) -> 
     recorder.shapes.clear()
     assert reader.read_image(render_screenshot(cjk_font_path)).splitlines() == SCREENSHOT_LINES
     assert len(recorder.shapes) == 1  # 22 px text: found at the limit, detected once
+
+
+def test_small_text_barely_above_the_limit_is_detected_once(cjk_font_path: Path) -> None:
+    """1000 px wide, scaled to 960: a second run could be only 4 % finer."""
+    reader, recorder = detector_recording_reader(load_settings().ocr)
+    image, lines = render_small_text_screenshot(cjk_font_path, (1000, 600), 26)
+
+    read_lines = reader.read_image(image).replace(" ", "").splitlines()
+
+    assert [shape[2:] for shape in recorder.shapes] == [(576, 960)]
+    assert read_lines == lines
 
 
 def test_a_second_detection_can_be_turned_off(cjk_font_path: Path) -> None:
