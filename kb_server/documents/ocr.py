@@ -157,7 +157,11 @@ class RapidOcrReader:
         use_detector_limit = _preprocess_detector_input(
             engine, self.settings.det_limit_type, self.settings.det_limit_side_len
         )
-        if use_detector_limit is not None and self.settings.det_limit_type == "max":
+        if (
+            use_detector_limit is not None
+            and self.settings.det_limit_type == "max"
+            and self.settings.det_small_line_px > 0
+        ):
             _detect_small_text_again(
                 engine,
                 use_detector_limit,
@@ -242,15 +246,14 @@ def _detect_small_text_again(
     def auto_text_det(image: NDArray[np.uint8]) -> tuple[Any, float]:
         boxes, seconds = detect(image)
         longest_side = max(image.shape[:2])
-        scale = limit_side_len / longest_side
-        if boxes is None or scale >= 1.0 or small_line_px <= 0:
+        finer_side_len = min(longest_side, 3 * limit_side_len // 2)
+        # Under 1.25 times as fine (images up to 1.25 times the limit) is not worth a second run.
+        if boxes is None or finer_side_len * 4 < limit_side_len * 5:
             return boxes, seconds
+        scale = limit_side_len / longest_side
         corners = np.asarray(boxes)  # top-left, top-right, bottom-right, bottom-left
         median_line_px = float(np.median(np.linalg.norm(corners[:, 0] - corners[:, 3], axis=1)))
         if median_line_px * scale >= small_line_px:
-            return boxes, seconds
-        finer_side_len = min(longest_side, 3 * limit_side_len // 2)
-        if finer_side_len * 4 < limit_side_len * 5:  # under 1.25 times as fine: not worth it
             return boxes, seconds
         runs = engine.text_det.infer
         session = runs.session
