@@ -63,10 +63,12 @@ class OcrSettings(BaseModel):
 
     enabled: bool = True
     det_limit_type: Literal["max", "min"] = "max"
-    det_limit_side_len: int = Field(960, ge=32)
-    # With "max": where the median text box found is shorter than this at the detector's
-    # scale, the image is detected again at 1.5 times the limit (0: never).
-    det_small_line_px: int = Field(19, ge=0)
+    det_limit_side_len: int = Field(736, ge=32)
+    # With "max": where the text found is shorter than this at the detector's scale (or none
+    # is found), the image is detected again finer, its longer side at most det_max_side_len
+    # (0: never).
+    det_small_text_px: int = Field(9, ge=0)
+    det_max_side_len: int = Field(1600, ge=32)
     threads: int = Field(2, ge=1)
     min_image_side_px: int = Field(32, ge=1)
     # Which detection and recognition models run (kb_server/documents/ocr_models.py).

@@ -13,6 +13,7 @@ import ctypes.util
 import functools
 import io
 import logging
+import math
 import threading
 import time
 import unicodedata
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,6 +41,14 @@ _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 # padding (unclip 1.6) dropped spaces between English words. Without the classifier and
 # with unclip 2.0 character accuracy went from ~0.63-0.95 to 0.99, and OCR got faster.
 _ENGINE_FIXED_OPTIONS: dict[str, Any] = {"use_cls": False, "det_unclip_ratio": 2.0}
+# The detector settings the models are built and calibrated with: the int8 recognizer's ranges
+# come from the lines found, and the models' folder is named by the model files and libraries
+# only, so they must not depend on the settings of the process that happens to build them.
+_CALIBRATION_DETECTOR: dict[str, Any] = {
+    "det_limit_type": "max",
+    "det_limit_side_len": 960,
+    "det_small_text_px": 0,
+}
 # Boxes whose vertical spans share at least this fraction of the shorter box are one line.
 _SAME_LINE_OVERLAP = 0.5
 
@@ -126,7 +135,8 @@ class RapidOcrReader:
         if self._engine is None:
             _import_engine_class()
             started = time.perf_counter()
-            files = ocr_model_files(self.settings, self._build_engine)
+            calibration = RapidOcrReader(self.settings.model_copy(update=_CALIBRATION_DETECTOR))
+            files = ocr_model_files(self.settings, calibration._build_engine)
             self._engine = self._build_engine(files.det, files.rec)
             self.model_variant = files.variant
             logger.info(
@@ -160,13 +170,14 @@ class RapidOcrReader:
         if (
             use_detector_limit is not None
             and self.settings.det_limit_type == "max"
-            and self.settings.det_small_line_px > 0
+            and self.settings.det_small_text_px > 0
         ):
             _detect_small_text_again(
                 engine,
                 use_detector_limit,
                 self.settings.det_limit_side_len,
-                self.settings.det_small_line_px,
+                self.settings.det_small_text_px,
+                self.settings.det_max_side_len,
             )
         sources = source_models()
         _give_models_own_sessions(
@@ -184,9 +195,10 @@ def _preprocess_detector_input(
 
     "max": images whose longer side is above ``limit_side_len`` are scaled down to it. RapidOCR
     1.4 ignores det_limit_side_len with this type: it picks 960, 1500 or 2000 from the image's
-    own size, so screenshots and scans ran at full size. Text lines are found as well at 960
-    (measured on 34 rendered images: the same characters read) in about half the time;
-    recognition still reads each line from the full-size image. "min": RapidOCR's own rule.
+    own size, so screenshots and scans ran at full size. Text lines are found as well at 736
+    or 960 where the text is not small (measured on 34 rendered images: the same characters
+    read) in a third or half of the time; recognition still reads each line from the
+    full-size image. "min": RapidOCR's own rule.
     """
     try:
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
@@ -228,52 +240,108 @@ def _preprocess_detector_input(
 
 
 def _detect_small_text_again(
-    engine: Any, use_limit: Callable[[int], None], limit_side_len: int, small_line_px: int
+    engine: Any,
+    use_limit: Callable[[int], None],
+    limit_side_len: int,
+    small_text_px: int,
+    max_side_len: int,
 ) -> None:
-    """Detect again at 1.5 times the limit (at most full size) where the lines found are small.
+    """Detect again, finer, where the text found is small at the detector's scale.
 
-    Scaled down to the limit, small text blurs into boxes too tall for its lines: a 1920x1080
-    screenshot with 12 px text, detected at 960 px, gave boxes 30 px tall for lines 22 px apart
-    and 22 of 30 lines read exactly (30 of 30 at 1440 px or full size). Where the median box
-    found is below ``small_line_px`` pixels at the detector's scale, the image is detected again
-    at 1.5 times the limit (twice read no more lines on 1080p and 1440p screenshots, held about
-    130 MB more while it ran and took 1.8 times as long), unless the image is too small for
-    that to be 1.25 times as fine; callers hold the reader's lock, so swapping the limit
-    affects no other image.
+    Scaled down too far, small text blurs: lines merge into boxes taller than they are apart
+    (a 1920x1080 screenshot with 12 px text, detected at 960 px, read 22 of 30 lines exactly),
+    or vanish (12 px text on a 2560x1440 screenshot at 640 px). The text's height is measured
+    from its ink inside the boxes found (see text_height_px), so merged lines do not pass for
+    large text; where it is below ``small_text_px`` at the detector's scale, the image is
+    detected again at the scale that makes it ``TARGET_TEXT_PX``, and where nothing was found
+    at under ``COARSEST_FALLBACK_SCALE``, at that scale. Never past full size or
+    ``max_side_len``, nor under 1.25 times as fine as the run before. Callers hold the reader's
+    lock, so swapping the limit affects no other image.
     """
     detect = engine.auto_text_det
 
+    def finer_side_len(image: NDArray[np.uint8], boxes: Any, side_len: int) -> int | None:
+        longest_side = max(image.shape[:2])
+        if boxes is None or len(boxes) == 0:
+            wanted = math.ceil(longest_side * COARSEST_FALLBACK_SCALE)
+        else:
+            text_px = text_height_px(image, boxes)
+            if text_px is None or text_px * side_len / longest_side >= small_text_px:
+                return None
+            wanted = math.ceil(longest_side * TARGET_TEXT_PX / text_px)
+        finer = min(longest_side, max_side_len, wanted)
+        return finer if finer * 4 >= side_len * 5 else None
+
     def auto_text_det(image: NDArray[np.uint8]) -> tuple[Any, float]:
         boxes, seconds = detect(image)
-        longest_side = max(image.shape[:2])
-        finer_side_len = min(longest_side, 3 * limit_side_len // 2)
-        # Under 1.25 times as fine (images up to 1.25 times the limit) is not worth a second run.
-        if boxes is None or finer_side_len * 4 < limit_side_len * 5:
-            return boxes, seconds
-        scale = limit_side_len / longest_side
-        corners = np.asarray(boxes)  # top-left, top-right, bottom-right, bottom-left
-        median_line_px = float(np.median(np.linalg.norm(corners[:, 0] - corners[:, 3], axis=1)))
-        if median_line_px * scale >= small_line_px:
+        side_len = min(max(image.shape[:2]), limit_side_len)
+        finer = finer_side_len(image, boxes, side_len)
+        if finer is None:
             return boxes, seconds
         runs = engine.text_det.infer
         session = runs.session
+        # The finer runs' larger feature maps are not kept in the detector's memory arena.
         runs.session = _ArenaShrinkingSession(session)
-        use_limit(finer_side_len)
         try:
-            finer_boxes, finer_seconds = detect(image)
+            while finer is not None:
+                logger.debug("Small or no text at %d px: detected again at %d px", side_len, finer)
+                use_limit(finer)
+                finer_boxes, finer_seconds = detect(image)
+                seconds += finer_seconds
+                if finer_boxes is not None and len(finer_boxes):
+                    boxes = finer_boxes
+                side_len, finer = finer, finer_side_len(image, finer_boxes, finer)
         finally:
             use_limit(limit_side_len)
             runs.session = session
-        logger.debug(
-            "Small text (median line %.1f px at the detector's scale): detected again at %d px",
-            median_line_px * scale,
-            finer_side_len,
-        )
-        if finer_boxes is None:
-            return boxes, seconds + finer_seconds
-        return finer_boxes, seconds + finer_seconds
+        return boxes, seconds
 
     engine.auto_text_det = auto_text_det
+
+
+# Where nothing is found at a coarser scale, the image is detected again at this one: text
+# 8 px tall becomes 5 px: at 4 px the detector found lines on some images and none on others.
+COARSEST_FALLBACK_SCALE: Final = 0.6
+# The text height (pixels at the detector's scale) a second detection aims for: on rendered
+# screenshots, lines 13-14 px tall at the detector's scale read as well as at full size.
+TARGET_TEXT_PX: Final = 14
+# Below this contrast (0-255) to its box's background, a box holds no measurable ink.
+_MIN_INK_CONTRAST: Final = 40
+
+
+def text_height_px(image: NDArray[np.uint8], boxes: Any) -> float | None:
+    """The median height of the text in ``boxes`` (four corners each), in the image's pixels.
+
+    Within each box wider than tall, rows holding ink (pixels at least half the box's highest
+    contrast away from its median, its background) form runs; the tallest run is a line's
+    height, also where one box took in several lines. None where no box holds ink.
+    """
+    heights = []
+    for corners in np.asarray(boxes, dtype=np.float32):
+        left, top = np.floor(corners.min(axis=0)).astype(int)
+        right, bottom = np.ceil(corners.max(axis=0)).astype(int)
+        if right - left <= bottom - top:  # vertical text or a stray blob
+            continue
+        crop = image[max(top, 0) : max(bottom, 0), max(left, 0) : max(right, 0)]
+        if crop.size == 0:
+            continue
+        gray = crop.min(axis=2).astype(np.int16) if crop.ndim == 3 else crop.astype(np.int16)
+        contrast = np.abs(gray - int(np.median(gray)))
+        peak = int(contrast.max())
+        if peak < _MIN_INK_CONTRAST:
+            continue
+        tallest = _longest_run(np.any(contrast * 2 >= peak, axis=1))
+        if tallest:
+            heights.append(tallest)
+    return float(np.median(heights)) if heights else None
+
+
+def _longest_run(flags: NDArray[np.bool_]) -> int:
+    """The length of the longest run of True in ``flags``."""
+    padded = np.concatenate(([False], flags, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    starts, ends = edges[::2], edges[1::2]
+    return int((ends - starts).max()) if starts.size else 0
 
 
 class _ArenaShrinkingSession:

@@ -10,7 +10,7 @@
   needed. It is used only when it reads those images as the float models do (character
   agreement at least ``MIN_INT8_AGREEMENT`` on each); otherwise the optimized pair is, with a
   warning. The detector stays in float: quantized, it lost whole text lines of a scanned page,
-  and at the detector's 960-pixel limit it is the smaller cost.
+  and at the detector's limit (736 pixels first) it is the smaller cost.
 
 The files live in ``<ocr.export_dir>/ocr-<fingerprint>/`` with a manifest; the fingerprint
 covers the source models, the calibration images, the library versions and this module's

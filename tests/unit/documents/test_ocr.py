@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import difflib
 import random
 import subprocess
 import sys
@@ -18,8 +19,10 @@ from kb_server.documents.ocr import (
     RapidOcrReader,
     TextBox,
     UnreadableImageError,
+    decode_image,
     get_ocr_reader,
     reading_order_text,
+    text_height_px,
     to_rgb,
 )
 from kb_server.settings import OcrSettings, load_settings
@@ -243,18 +246,23 @@ SMALL_TEXT_WORDS = (
 
 
 def render_small_text_screenshot(
-    font_path: Path, size: tuple[int, int] = (1920, 1080), line_count: int = 30
+    font_path: Path,
+    size: tuple[int, int] = (1920, 1080),
+    line_count: int = 30,
+    text_px: int = 12,
+    line_pitch_px: int = 22,
 ) -> tuple[bytes, list[str]]:
-    """A screenshot with lines of 12 px text 22 px apart, as PNG, and its lines."""
+    """A screenshot with lines of small text (12 px, 22 px apart by default), as PNG, and its
+    lines."""
     choices = random.Random(5)
-    font = ImageFont.truetype(str(font_path), 12)
+    font = ImageFont.truetype(str(font_path), text_px)
     image = Image.new("RGB", size, (250, 250, 250))
     draw = ImageDraw.Draw(image)
     lines = []
     for index in range(line_count):
         words = "".join(choices.choice(SMALL_TEXT_WORDS) for _ in range(choices.randint(8, 30)))
         lines.append(f"{words}{choices.randint(10, 9999)}")
-        position = (10 + choices.randint(0, 40), 10 + index * 22)
+        position = (10 + choices.randint(0, 40), 10 + index * line_pitch_px)
         draw.text(position, lines[-1], font=font, fill="black")
     return image_bytes(image, "PNG"), lines
 
@@ -291,43 +299,110 @@ def detector_recording_reader(
 
 
 def test_small_text_is_detected_again_at_a_larger_scale(cjk_font_path: Path) -> None:
-    """At 960 px the 12 px lines of a 1080p screenshot blur into boxes taller than their
-    spacing (22 of its 30 lines were read exactly); detected again at 1440 px all are."""
+    """At 736 px the 12 px lines of a 1080p screenshot are under 5 px tall; detected again
+    finer (at the scale that makes them 14 px, here full size, capped at det_max_side_len:
+    1600) every line is read."""
     reader, recorder = detector_recording_reader(load_settings().ocr)
     image, lines = render_small_text_screenshot(cjk_font_path)
 
     read_lines = reader.read_image(image).replace(" ", "").splitlines()
 
     assert read_lines == lines
-    assert [shape[2:] for shape in recorder.shapes] == [(544, 960), (800, 1440)]
+    assert [shape[2:] for shape in recorder.shapes] == [(416, 736), (896, 1600)]
     # the larger run's feature maps are not kept in the detector's memory arena afterwards
     assert recorder.shrinks_arena == [False, True]
 
     recorder.shapes.clear()
     assert reader.read_image(render_screenshot(cjk_font_path)).splitlines() == SCREENSHOT_LINES
-    assert len(recorder.shapes) == 1  # 22 px text: found at the limit, detected once
+    assert [shape[2:] for shape in recorder.shapes] == [(448, 736)]  # 22 px text: 16 px at 736
 
 
-def test_small_text_barely_above_the_limit_is_detected_once(cjk_font_path: Path) -> None:
-    """1000 px wide, scaled to 960: a second run could be only 4 % finer."""
-    reader, recorder = detector_recording_reader(load_settings().ocr)
-    image, lines = render_small_text_screenshot(cjk_font_path, (1000, 600), 26)
-
-    read_lines = reader.read_image(image).replace(" ", "").splitlines()
-
-    assert [shape[2:] for shape in recorder.shapes] == [(576, 960)]
-    assert read_lines == lines
-
-
-def test_a_second_detection_can_be_turned_off(cjk_font_path: Path) -> None:
-    settings = load_settings().ocr.model_copy(update={"det_small_line_px": 0})
+def test_the_second_detection_is_capped_by_det_max_side_len(cjk_font_path: Path) -> None:
+    settings = load_settings().ocr.model_copy(update={"det_max_side_len": 1440})
     reader, recorder = detector_recording_reader(settings)
     image, lines = render_small_text_screenshot(cjk_font_path)
 
     read_lines = reader.read_image(image).replace(" ", "").splitlines()
 
-    assert [shape[2:] for shape in recorder.shapes] == [(544, 960)]
+    assert [shape[2:] for shape in recorder.shapes] == [(416, 736), (800, 1440)]
+    # 4 of the 30 lines are read exactly at 736 px alone
+    assert sum(line in read_lines for line in lines) >= 28
+
+
+def test_small_text_barely_above_the_limit_is_detected_once(cjk_font_path: Path) -> None:
+    """900 px wide, scaled to 736: 10 px text is 8 px there, but full size is only 1.22 times
+    as fine, not worth a second run."""
+    reader, recorder = detector_recording_reader(load_settings().ocr)
+    image, lines = render_small_text_screenshot(cjk_font_path, (900, 540), 24, 10, 20)
+
+    read_lines = reader.read_image(image).replace(" ", "").splitlines()
+
+    assert [shape[2:] for shape in recorder.shapes] == [(448, 736)]
+    assert read_lines == lines
+
+
+def test_text_too_small_to_find_at_the_limit_is_found_at_a_finer_scale(
+    cjk_font_path: Path,
+) -> None:
+    """8 px text on a 2000x1120 screenshot is 3 px tall at 736 px, where nothing is found;
+    at 0.6 of full size it is (5 px), and then detected again at det_max_side_len (1600)."""
+    reader, recorder = detector_recording_reader(load_settings().ocr)
+    image, lines = render_small_text_screenshot(cjk_font_path, (2000, 1120), 8, 8, 24)
+
+    read_lines = reader.read_image(image).replace(" ", "").splitlines()
+
+    assert [shape[2:] for shape in recorder.shapes] == [(416, 736), (672, 1216), (896, 1600)]
+    assert recorder.shrinks_arena == [False, True, True]
+    # every line is found; 8 px text is at the edge of what the recognizer reads (0.9 alike)
+    assert len(read_lines) == len(lines)
+    assert difflib.SequenceMatcher(None, "".join(lines), "".join(read_lines)).ratio() > 0.8
+
+    recorder.shapes.clear()
+    blank = image_bytes(Image.new("RGB", (2000, 1120), (250, 250, 250)), "PNG")
+    assert reader.read_image(blank) == ""
+    assert [shape[2:] for shape in recorder.shapes] == [(416, 736), (672, 1216)]
+
+
+def test_a_second_detection_can_be_turned_off(cjk_font_path: Path) -> None:
+    settings = load_settings().ocr.model_copy(update={"det_small_text_px": 0})
+    reader, recorder = detector_recording_reader(settings)
+    image, lines = render_small_text_screenshot(cjk_font_path)
+
+    read_lines = reader.read_image(image).replace(" ", "").splitlines()
+
+    assert [shape[2:] for shape in recorder.shapes] == [(416, 736)]
     assert read_lines != lines
+
+
+def test_text_height_is_measured_from_the_ink_inside_the_boxes(cjk_font_path: Path) -> None:
+    image = Image.new("RGB", (900, 200), (245, 245, 245))
+    draw = ImageDraw.Draw(image)
+    large, small = (
+        ImageFont.truetype(str(cjk_font_path), 22),
+        ImageFont.truetype(str(cjk_font_path), 12),
+    )
+    draw.text((20, 20), "知识库问答系统离线部署", font=large, fill="black")
+    draw.text((20, 70), "向量检索文档上传索引构建", font=small, fill="black")
+    draw.text((20, 86), "模型推理缓存配置日志权限", font=small, fill="black")
+    draw.text((600, 20), "知", font=large, fill="black")
+    pixels = decode_image(image_bytes(image, "PNG"))
+
+    def box(left: int, top: int, right: int, bottom: int) -> list[list[int]]:
+        return [[left, top], [right, top], [right, bottom], [left, bottom]]
+
+    large_box, two_small_lines = box(10, 12, 280, 52), box(10, 64, 200, 106)
+    blank, tall_and_narrow = box(400, 120, 800, 160), box(596, 10, 626, 60)
+
+    # CJK glyphs fill about their font size; faint anti-aliased edge rows (under half the
+    # contrast) do not count
+    assert text_height_px(pixels, [large_box]) == pytest.approx(22, abs=2)
+    # one box 42 px tall around two lines of 12 px text: the height of one line
+    assert text_height_px(pixels, [two_small_lines]) == pytest.approx(12, abs=2)
+    assert text_height_px(pixels, [large_box, large_box, two_small_lines]) == pytest.approx(
+        22, abs=2
+    )
+    assert text_height_px(pixels, [blank]) is None
+    assert text_height_px(pixels, [tall_and_narrow]) is None  # vertical text is not measured
 
 
 @pytest.mark.parametrize(
