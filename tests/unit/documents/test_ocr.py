@@ -363,6 +363,18 @@ def test_text_too_small_to_find_at_the_limit_is_found_at_a_finer_scale(
     assert [shape[2:] for shape in recorder.shapes] == [(416, 736), (672, 1216)]
 
 
+def test_images_larger_than_2000_px_are_read_at_full_size(cjk_font_path: Path) -> None:
+    """RapidOCR scales such images down to 2000 px before detecting and reading them: 16 px
+    text on a 4K screenshot became 8 px and none of these lines was read exactly."""
+    reader, recorder = detector_recording_reader(load_settings().ocr)
+    image, lines = render_small_text_screenshot(cjk_font_path, (3840, 2160), 12, 16, 30)
+
+    read_lines = reader.read_image(image).replace(" ", "").splitlines()
+
+    assert [shape[2:] for shape in recorder.shapes] == [(416, 736), (896, 1600)]
+    assert sum(line in read_lines for line in lines) >= 10
+
+
 def test_a_second_detection_can_be_turned_off(cjk_font_path: Path) -> None:
     settings = load_settings().ocr.model_copy(update={"det_small_text_px": 0})
     reader, recorder = detector_recording_reader(settings)
