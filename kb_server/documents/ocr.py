@@ -269,6 +269,9 @@ def _detect_small_text_again(
 
     def finer_side_len(image: NDArray[np.uint8], boxes: Any, side_len: int) -> int | None:
         longest_side = max(image.shape[:2])
+        finest = min(longest_side, max_side_len)
+        if finest * 4 < side_len * 5:  # no run can be 1.25 times as fine: nothing to measure
+            return None
         if boxes is None or len(boxes) == 0:
             wanted = math.ceil(longest_side * COARSEST_FALLBACK_SCALE)
         else:
@@ -276,7 +279,7 @@ def _detect_small_text_again(
             if text_px is None or text_px * side_len / longest_side >= small_text_px:
                 return None
             wanted = math.ceil(longest_side * TARGET_TEXT_PX / text_px)
-        finer = min(longest_side, max_side_len, wanted)
+        finer = min(finest, wanted)
         return finer if finer * 4 >= side_len * 5 else None
 
     def auto_text_det(image: NDArray[np.uint8]) -> tuple[Any, float]:
